@@ -1,0 +1,128 @@
+/* coro.c -- coroutine stacks and fiber switches with sanitizer annotations.
+ *
+ * Layout of one mapping, low to high addresses:
+ *   [guard page (optional)][canary][ ... stack grows down ... ][sl__coro_t]
+ * Pages are touched only as the stack grows, so a parked coroutine that
+ * used little stack costs one or two resident pages. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "coro.h"
+
+#ifdef SL_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef SL_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+#define SL__CANARY 0x5eed51c3dead57acULL
+
+static size_t s_page(void)
+{
+    static size_t page;
+    if (!page)
+        page = (size_t)sysconf(_SC_PAGESIZE);
+    return page;
+}
+
+sl__coro_t *sl__coro_map(size_t stack_size, int guard_page)
+{
+    size_t page = s_page();
+    size_t rec = (sizeof(sl__coro_t) + 63) & ~(size_t)63;
+    size_t guard = guard_page ? page : 0;
+    size_t len = (guard + stack_size + rec + page - 1) & ~(page - 1);
+    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (map == MAP_FAILED)
+        return NULL;
+    if (guard && mprotect(map, guard, PROT_NONE) != 0) {
+        munmap(map, len);
+        return NULL;
+    }
+    sl__coro_t *co = (sl__coro_t *)(map + len - rec);
+    memset(co, 0, sizeof *co);
+    co->map = map;
+    co->map_size = len;
+    co->fiber.lo = map + guard;
+    co->fiber.size = (size_t)((char *)co - (map + guard));
+    *(uint64_t *)co->fiber.lo = SL__CANARY;
+    return co;
+}
+
+void sl__coro_unmap(sl__coro_t *co)
+{
+    munmap(co->map, co->map_size);
+}
+
+void sl__coro_prepare(sl__coro_t *co, void (*entry)(void *))
+{
+    /* Leave the canary word out of the usable range. */
+    sl__ctx_make(&co->fiber.ctx, (char *)co->fiber.lo + 16, co->fiber.size - 16, entry, co);
+    co->fiber.asan_fake = NULL;
+#ifdef SL_TSAN
+    co->fiber.tsan_fiber = __tsan_create_fiber(0);
+#endif
+}
+
+void sl__coro_retire(sl__coro_t *co)
+{
+#ifdef SL_TSAN
+    if (co->fiber.tsan_fiber)
+        __tsan_destroy_fiber(co->fiber.tsan_fiber);
+    co->fiber.tsan_fiber = NULL;
+#endif
+    (void)co;
+}
+
+void sl__coro_check_stack(const sl__coro_t *co)
+{
+    if (*(const uint64_t *)co->fiber.lo != SL__CANARY) {
+        fprintf(stderr,
+                "sluice: coroutine stack overflow (stack %zu bytes); raise "
+                "sl_sched_opts_t.stack_size\n",
+                co->fiber.size);
+        abort();
+    }
+}
+
+void sl__fiber_switch(sl__fiber_t *from, sl__fiber_t *to, bool dying)
+{
+#ifdef SL_ASAN
+    __sanitizer_start_switch_fiber(dying ? NULL : &from->asan_fake, to->lo, to->size);
+#endif
+#ifdef SL_TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+    (void)dying;
+    sl__ctx_switch(&from->ctx, &to->ctx);
+#ifdef SL_ASAN
+    __sanitizer_finish_switch_fiber(from->asan_fake, NULL, NULL);
+#endif
+}
+
+void sl__fiber_started(sl__fiber_t *self)
+{
+    (void)self;
+#ifdef SL_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+}
+
+void sl__fiber_of_thread(sl__fiber_t *self)
+{
+    memset(self, 0, sizeof *self);
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &self->lo, &self->size);
+        pthread_attr_destroy(&attr);
+    }
+#ifdef SL_TSAN
+    self->tsan_fiber = __tsan_get_current_fiber();
+#endif
+}

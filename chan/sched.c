@@ -1,0 +1,669 @@
+/* sched.c -- the M:N scheduler: worker threads running coroutines, and
+ * parking/unparking for coroutines and plain threads.
+ *
+ * Each worker owns a local run queue (touched only by its thread) and an
+ * inbox other threads push into under a lock. A coroutine is pinned to the
+ * worker it was spawned on. When a coroutine parks, the worker switches
+ * straight to the next local coroutine (no trip through the scheduler
+ * loop) for up to SL__DIRECT_BUDGET switches, then returns to the loop so
+ * the inbox and callbacks are served.
+ *
+ * Coroutine park states (sl__coro_t.pstate):
+ *
+ *     RUNNING(0) --sl__unpark--> PERMIT(1) --s_coro_park--> RUNNING(0)
+ *     RUNNING(0) --s_coro_park--> PARKED(2) --sl__unpark (queue it)--> RUNNING(0)
+ *
+ * Because a coroutine only ever resumes on its own worker, and that worker
+ * is the thread executing the switch away, nobody can resume it before the
+ * switch completes: no post-switch handshake is needed. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "coro.h"
+#include "sched_int.h"
+#include "timer.h"
+
+#define SL__DIRECT_BUDGET 64
+#define SL__STACK_CACHE 1024
+#define SL__SPIN_IDLE 4000
+
+struct sl__worker {
+    int id;
+    pthread_t thread;
+    sl__fiber_t sched;          /* the worker thread's own stack            */
+    sl__coro_t *current;        /* coroutine running now, or NULL           */
+    sl__coro_t *dead;           /* coroutine that just returned             */
+    sl__task_t *head, *tail;    /* local run queue (owner thread only)      */
+    int budget;                 /* direct switches before visiting the loop */
+    _Atomic uint64_t switches;  /* written by owner only (relaxed)          */
+
+    sl__lock_t inbox_lock;      /* inbox: pushed by other threads           */
+    sl__task_t *in_head, *in_tail;
+    _Atomic uint32_t in_count;
+    _Atomic uint32_t sleeping;
+    _Atomic uint32_t wake_word;
+
+    sl__lock_t cache_lock;      /* spare stacks                             */
+    sl__coro_t *cache;
+    size_t cache_n;
+    char pad[64];
+};
+
+static struct {
+    pthread_mutex_t start_lock;
+    _Atomic int running;
+    _Atomic int stopping;
+    sl__worker_t *workers;
+    int nworkers;
+    size_t stack_size;
+    size_t max_coroutines;
+    int guard_pages;
+    int blocking_threads;
+    _Atomic uint64_t rr;
+    _Atomic uint64_t live;
+    _Atomic uint64_t spawned;
+} s_s = {.start_lock = PTHREAD_MUTEX_INITIALIZER};
+
+static __thread sl__worker_t *s_worker;   /* set on worker threads only */
+static __thread sl__tpark_t s_tpark;      /* plain threads park here    */
+
+/* --- futex and lock ---------------------------------------------------- */
+
+void sl__futex_wait(_Atomic uint32_t *addr, uint32_t expect, int64_t deadline)
+{
+    struct timespec ts, *tsp = NULL;
+    if (deadline >= 0) {
+        int64_t left = deadline - sl_now();
+        if (left <= 0)
+            return;
+        ts.tv_sec = (time_t)(left / 1000000000);
+        ts.tv_nsec = (long)(left % 1000000000);
+        tsp = &ts;
+    }
+    /* EINTR, EAGAIN and timeouts all mean: caller re-checks. */
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expect, tsp, NULL, 0);
+}
+
+void sl__futex_wake(_Atomic uint32_t *addr, int n)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+void sl__lock_slow(sl__lock_t *l)
+{
+    for (int i = 0; i < 100; i++) {
+        uint32_t c = 0;
+        if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&l->v, &c, 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return;
+        sl__cpu_relax();
+    }
+    while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
+        sl__futex_wait(&l->v, 2, -1);
+}
+
+/* --- clock ------------------------------------------------------------- */
+
+int64_t sl_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t sl_deadline_ms(int64_t ms)
+{
+    return ms < 0 ? SL_FOREVER : sl_now() + ms * 1000000;
+}
+
+/* --- run queues -------------------------------------------------------- */
+
+static void s_local_push(sl__worker_t *w, sl__task_t *t)
+{
+    t->next = NULL;
+    if (w->tail)
+        w->tail->next = t;
+    else
+        w->head = t;
+    w->tail = t;
+}
+
+static sl__task_t *s_local_pop(sl__worker_t *w)
+{
+    sl__task_t *t = w->head;
+    if (t) {
+        w->head = t->next;
+        if (!w->head)
+            w->tail = NULL;
+        t->next = NULL;
+    }
+    return t;
+}
+
+static void s_drain_inbox(sl__worker_t *w)
+{
+    if (atomic_load_explicit(&w->in_count, memory_order_acquire) == 0)
+        return;
+    sl__lock(&w->inbox_lock);
+    sl__task_t *h = w->in_head, *t = w->in_tail;
+    w->in_head = w->in_tail = NULL;
+    atomic_store_explicit(&w->in_count, 0, memory_order_relaxed);
+    sl__unlock(&w->inbox_lock);
+    if (!h)
+        return;
+    if (w->tail)
+        w->tail->next = h;
+    else
+        w->head = h;
+    w->tail = t;
+}
+
+void sl__sched_submit(sl__worker_t *w, sl__task_t *t)
+{
+    if (w == s_worker) {
+        s_local_push(w, t);
+        return;
+    }
+    t->next = NULL;
+    sl__lock(&w->inbox_lock);
+    if (w->in_tail)
+        w->in_tail->next = t;
+    else
+        w->in_head = t;
+    w->in_tail = t;
+    atomic_fetch_add(&w->in_count, 1); /* seq_cst: pairs with s_idle */
+    sl__unlock(&w->inbox_lock);
+    if (atomic_load(&w->sleeping)) {
+        atomic_store(&w->wake_word, 1);
+        sl__futex_wake(&w->wake_word, 1);
+    }
+}
+
+sl__worker_t *sl__current_worker(void)
+{
+    return s_worker;
+}
+
+/* --- coroutine lifecycle ----------------------------------------------- */
+
+static sl__coro_t *s_stack_get(sl__worker_t *w)
+{
+    sl__lock(&w->cache_lock);
+    sl__coro_t *co = w->cache;
+    if (co) {
+        w->cache = co->next_free;
+        w->cache_n--;
+    }
+    sl__unlock(&w->cache_lock);
+    if (!co)
+        co = sl__coro_map(s_s.stack_size, s_s.guard_pages);
+    return co;
+}
+
+static void s_stack_put(sl__worker_t *w, sl__coro_t *co)
+{
+    sl__coro_retire(co);
+    sl__lock(&w->cache_lock);
+    if (w->cache_n < SL__STACK_CACHE) {
+        co->next_free = w->cache;
+        w->cache = co;
+        w->cache_n++;
+        co = NULL;
+    }
+    sl__unlock(&w->cache_lock);
+    if (co)
+        sl__coro_unmap(co);
+}
+
+/* Leave the running coroutine co (parked, yielding or dead): switch to the
+ * next local coroutine, or to the worker loop. Returns when co resumes. */
+static void s_switch_out(sl__coro_t *co, bool dying)
+{
+    sl__worker_t *w = co->worker;
+    sl__coro_check_stack(co);
+    atomic_store_explicit(&w->switches,
+                          atomic_load_explicit(&w->switches, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (!dying && w->budget > 0 && w->head && w->head->kind == SL__TASK_CORO) {
+        sl__coro_t *next = (sl__coro_t *)s_local_pop(w);
+        w->budget--;
+        if (next == co)
+            return; /* yielded with nothing else to run */
+        w->current = next;
+        sl__fiber_switch(&co->fiber, &next->fiber, false);
+    } else {
+        w->current = NULL;
+        sl__fiber_switch(&co->fiber, &w->sched, dying);
+    }
+    /* resumed: whoever switched to us set w->current = co */
+}
+
+static void s_coro_main(void *arg)
+{
+    sl__coro_t *co = arg;
+    sl__fiber_started(&co->fiber);
+    void *v = co->fn(co->arg);
+    if (co->result) {
+        sl_offer(co->result, v); /* a promise never refuses a first value */
+        sl_chan_close(co->result);
+        sl_chan_destroy(&co->result);
+    }
+    co->worker->dead = co;
+    atomic_fetch_sub(&s_s.live, 1);
+    s_switch_out(co, true);
+    abort(); /* a dead coroutine is never resumed */
+}
+
+static void s_coro_park(sl__coro_t *co)
+{
+    uint32_t one = 1, zero = 0;
+    if (atomic_compare_exchange_strong(&co->pstate, &one, 0))
+        return; /* woken before we got here */
+    if (!atomic_compare_exchange_strong(&co->pstate, &zero, 2)) {
+        atomic_store(&co->pstate, 0); /* the permit arrived meanwhile */
+        return;
+    }
+    s_switch_out(co, false);
+}
+
+static void s_coro_unpark(sl__coro_t *co)
+{
+    for (;;) {
+        uint32_t s = atomic_load(&co->pstate);
+        if (s == 0) {
+            if (atomic_compare_exchange_weak(&co->pstate, &s, 1))
+                return;
+        } else if (s == 2) {
+            if (atomic_compare_exchange_weak(&co->pstate, &s, 0)) {
+                sl__sched_submit(co->worker, &co->task);
+                return;
+            }
+        } else {
+            return;
+        }
+    }
+}
+
+/* --- parking, for any caller ------------------------------------------- */
+
+int sl__park_init(sl__park_t *p)
+{
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    p->index = -1;
+    p->status = SL_OK;
+    p->val = NULL;
+    p->worker = NULL;
+    if (s_worker) {
+        if (!s_worker->current)
+            return SL_EDEADLK;
+        p->wake_kind = SL__WAKE_CORO;
+        p->who = s_worker->current;
+    } else {
+        p->wake_kind = SL__WAKE_THREAD;
+        p->who = &s_tpark;
+    }
+    return SL_OK;
+}
+
+static void s_timeout_fire(sl__timer_t *t)
+{
+    sl__park_t *p = t->arg;
+    if (sl__park_claim(p)) {
+        p->index = -1;
+        p->status = SL_ETIMEDOUT;
+        sl__unpark(p);
+    }
+}
+
+static void s_thread_wait(sl__tpark_t *tp, sl__park_t *p, int64_t deadline)
+{
+    uint32_t zero = 0;
+    if (!atomic_compare_exchange_strong(&tp->state, &zero, 2)) {
+        atomic_store(&tp->state, 0); /* permit already there */
+        return;
+    }
+    while (atomic_load(&tp->state) == 2) {
+        if (deadline != SL_FOREVER && sl_now() >= deadline) {
+            deadline = SL_FOREVER;
+            if (sl__park_claim(p)) {
+                p->index = -1;
+                p->status = SL_ETIMEDOUT;
+                atomic_store(&tp->state, 0);
+                return;
+            }
+            continue; /* someone else completed us: wait for their wake */
+        }
+        sl__futex_wait(&tp->state, 2, deadline);
+    }
+    atomic_store(&tp->state, 0);
+}
+
+void sl__park_wait(sl__park_t *p, int64_t deadline)
+{
+    if (p->wake_kind == SL__WAKE_THREAD) {
+        s_thread_wait(p->who, p, deadline);
+        return;
+    }
+    sl__coro_t *co = p->who;
+    if (deadline == SL_FOREVER) {
+        s_coro_park(co);
+        return;
+    }
+    if (sl_now() >= deadline && sl__park_claim(p)) {
+        p->index = -1;
+        p->status = SL_ETIMEDOUT;
+        return;
+    }
+    sl__timer_t t = {.when = deadline, .fire = s_timeout_fire, .arg = p, .under_lock = true};
+    sl__timer_add(&t);
+    s_coro_park(co);
+    sl__timer_cancel(&t);
+}
+
+void sl__unpark(sl__park_t *p)
+{
+    switch (p->wake_kind) {
+    case SL__WAKE_CORO:
+        s_coro_unpark(p->who);
+        break;
+    case SL__WAKE_THREAD: {
+        sl__tpark_t *tp = p->who;
+        if (atomic_exchange(&tp->state, 1) == 2)
+            sl__futex_wake(&tp->state, 1);
+        break;
+    }
+    case SL__WAKE_TASK:
+        sl__sched_submit(p->worker, p->who);
+        break;
+    }
+}
+
+/* --- worker loop ------------------------------------------------------- */
+
+static void s_run(sl__worker_t *w, sl__task_t *t)
+{
+    if (t->kind == SL__TASK_CALL) {
+        t->call(t);
+        return;
+    }
+    sl__coro_t *co = (sl__coro_t *)t;
+    w->current = co;
+    w->budget = SL__DIRECT_BUDGET;
+    sl__fiber_switch(&w->sched, &co->fiber, false);
+    w->current = NULL;
+    if (w->dead) {
+        s_stack_put(w, w->dead);
+        w->dead = NULL;
+    }
+}
+
+static void s_idle(sl__worker_t *w)
+{
+    for (int i = 0; i < SL__SPIN_IDLE; i++) {
+        if (atomic_load_explicit(&w->in_count, memory_order_acquire) ||
+            atomic_load_explicit(&s_s.stopping, memory_order_relaxed))
+            return;
+        sl__cpu_relax();
+    }
+    atomic_store(&w->wake_word, 0);
+    atomic_store(&w->sleeping, 1);
+    if (!atomic_load(&w->in_count) && !atomic_load(&s_s.stopping))
+        sl__futex_wait(&w->wake_word, 0, -1);
+    atomic_store(&w->sleeping, 0);
+}
+
+static void *s_worker_main(void *arg)
+{
+    sl__worker_t *w = arg;
+    s_worker = w;
+    sl__fiber_of_thread(&w->sched);
+    for (;;) {
+        s_drain_inbox(w);
+        sl__task_t *t = s_local_pop(w);
+        if (t) {
+            s_run(w, t);
+            continue;
+        }
+        if (atomic_load(&s_s.stopping))
+            break;
+        s_idle(w);
+    }
+    s_worker = NULL;
+    return NULL;
+}
+
+/* --- lifecycle --------------------------------------------------------- */
+
+static int s_start_locked(const sl_sched_opts_t *o)
+{
+    sl_sched_opts_t d = {0};
+    if (!o)
+        o = &d;
+    if (o->workers < 0 || o->workers > 1024 || o->blocking_threads < 0)
+        return SL_EINVAL;
+    int n = o->workers;
+    if (n == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t ss = o->stack_size;
+    if (ss == 0) {
+#if defined(SL_ASAN) || defined(SL_TSAN)
+        ss = 256 * 1024;
+#else
+        ss = 64 * 1024;
+#endif
+    }
+    if (ss < 16 * 1024)
+        return SL_EINVAL;
+    ss = (ss + page - 1) & ~(page - 1);
+    sl__worker_t *ws = aligned_alloc(64, sizeof(sl__worker_t) * (size_t)n);
+    if (!ws)
+        return SL_ENOMEM;
+    memset(ws, 0, sizeof(sl__worker_t) * (size_t)n);
+    s_s.workers = ws;
+    s_s.nworkers = n;
+    s_s.stack_size = ss;
+    s_s.max_coroutines = o->max_coroutines ? o->max_coroutines : 1000000;
+    s_s.guard_pages = o->guard_pages;
+    s_s.blocking_threads = o->blocking_threads ? o->blocking_threads : 64;
+    atomic_store(&s_s.stopping, 0);
+    sl__pool_configure(s_s.blocking_threads);
+    for (int i = 0; i < n; i++) {
+        ws[i].id = i;
+        if (pthread_create(&ws[i].thread, NULL, s_worker_main, &ws[i]) != 0) {
+            atomic_store(&s_s.stopping, 1);
+            for (int j = 0; j < i; j++) {
+                atomic_store(&ws[j].wake_word, 1);
+                sl__futex_wake(&ws[j].wake_word, 1);
+                pthread_join(ws[j].thread, NULL);
+            }
+            free(ws);
+            s_s.workers = NULL;
+            s_s.nworkers = 0;
+            return SL_ESYS;
+        }
+    }
+    atomic_store(&s_s.running, 1);
+    return SL_OK;
+}
+
+int sl_sched_start(const sl_sched_opts_t *opts)
+{
+    pthread_mutex_lock(&s_s.start_lock);
+    int rc = atomic_load(&s_s.running) ? SL_ESTATE : s_start_locked(opts);
+    pthread_mutex_unlock(&s_s.start_lock);
+    return rc;
+}
+
+static int s_ensure_started(void)
+{
+    if (atomic_load_explicit(&s_s.running, memory_order_acquire))
+        return SL_OK;
+    pthread_mutex_lock(&s_s.start_lock);
+    int rc = atomic_load(&s_s.running) ? SL_OK : s_start_locked(NULL);
+    pthread_mutex_unlock(&s_s.start_lock);
+    return rc;
+}
+
+int sl_sched_shutdown(int64_t timeout_ms)
+{
+    if (s_worker)
+        return SL_EDEADLK; /* a worker cannot join itself */
+    int64_t end = sl_deadline_ms(timeout_ms);
+    while (atomic_load(&s_s.live) || sl__pool_live()) {
+        if (end != SL_FOREVER && sl_now() >= end)
+            return SL_ETIMEDOUT;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&s_s.start_lock);
+    if (!atomic_load(&s_s.running)) {
+        pthread_mutex_unlock(&s_s.start_lock);
+        return SL_OK;
+    }
+    atomic_store(&s_s.stopping, 1);
+    for (int i = 0; i < s_s.nworkers; i++) {
+        sl__worker_t *w = &s_s.workers[i];
+        atomic_store(&w->wake_word, 1);
+        sl__futex_wake(&w->wake_word, 1);
+    }
+    for (int i = 0; i < s_s.nworkers; i++) {
+        sl__worker_t *w = &s_s.workers[i];
+        pthread_join(w->thread, NULL);
+        while (w->cache) {
+            sl__coro_t *co = w->cache;
+            w->cache = co->next_free;
+            sl__coro_unmap(co);
+        }
+    }
+    free(s_s.workers);
+    s_s.workers = NULL;
+    s_s.nworkers = 0;
+    atomic_store(&s_s.running, 0);
+    pthread_mutex_unlock(&s_s.start_lock);
+    return SL_OK;
+}
+
+int sl_sched_workers(void)
+{
+    return atomic_load(&s_s.running) ? s_s.nworkers : 0;
+}
+
+void sl_sched_stats(sl_sched_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->spawned = atomic_load(&s_s.spawned);
+    out->live = atomic_load(&s_s.live);
+    out->blocking_live = sl__pool_live();
+    pthread_mutex_lock(&s_s.start_lock);
+    out->stack_size = s_s.stack_size;
+    for (int i = 0; atomic_load(&s_s.running) && i < s_s.nworkers; i++)
+        out->switches += atomic_load_explicit(&s_s.workers[i].switches, memory_order_relaxed);
+    pthread_mutex_unlock(&s_s.start_lock);
+}
+
+sl__worker_t *sl__pick_worker(void)
+{
+    if (s_ensure_started() != SL_OK)
+        return NULL;
+    uint64_t i = atomic_fetch_add_explicit(&s_s.rr, 1, memory_order_relaxed);
+    return &s_s.workers[i % (uint64_t)s_s.nworkers];
+}
+
+/* --- spawning ---------------------------------------------------------- */
+
+sl_chan_t *sl_go_ex(sl_go_fn fn, void *arg, int flags, int want_result, int *err)
+{
+    int rc = s_ensure_started();
+    if (rc != SL_OK)
+        goto fail;
+    if (!fn) {
+        rc = SL_EINVAL;
+        goto fail;
+    }
+    if (atomic_fetch_add(&s_s.live, 1) >= s_s.max_coroutines) {
+        atomic_fetch_sub(&s_s.live, 1);
+        rc = SL_ELIMIT;
+        goto fail;
+    }
+    sl__worker_t *w = (s_worker && !(flags & SL_GO_SPREAD)) ? s_worker : sl__pick_worker();
+    sl_chan_t *result = NULL;
+    if (want_result && !(result = sl_chan_new(SL_BUF_PROMISE, 0))) {
+        atomic_fetch_sub(&s_s.live, 1);
+        rc = SL_ENOMEM;
+        goto fail;
+    }
+    sl__coro_t *co = s_stack_get(w);
+    if (!co) {
+        sl_chan_destroy(&result);
+        atomic_fetch_sub(&s_s.live, 1);
+        rc = SL_ENOMEM;
+        goto fail;
+    }
+    co->task.kind = SL__TASK_CORO;
+    co->worker = w;
+    atomic_store_explicit(&co->pstate, 0, memory_order_relaxed);
+    co->fn = fn;
+    co->arg = arg;
+    co->result = result ? sl_chan_ref(result) : NULL;
+    sl__coro_prepare(co, s_coro_main);
+    atomic_fetch_add_explicit(&s_s.spawned, 1, memory_order_relaxed);
+    sl__sched_submit(w, &co->task);
+    return result ? result : (sl_chan_t *)1;
+fail:
+    if (err)
+        *err = rc;
+    return NULL;
+}
+
+sl_chan_t *sl_go(sl_go_fn fn, void *arg)
+{
+    return sl_go_ex(fn, arg, 0, 1, NULL);
+}
+
+int sl_in_coroutine(void)
+{
+    return s_worker && s_worker->current;
+}
+
+void sl_yield(void)
+{
+    if (!sl_in_coroutine()) {
+        sched_yield();
+        return;
+    }
+    sl__coro_t *co = s_worker->current;
+    s_local_push(co->worker, &co->task);
+    s_switch_out(co, false);
+}
+
+void sl_sleep_until(int64_t deadline)
+{
+    sl__park_t p;
+    if (sl__park_init(&p) != SL_OK) {
+        /* a callback on a worker: sleeping here would stall the worker,
+         * but the caller asked for it; honour it with a plain sleep. */
+        p.wake_kind = SL__WAKE_THREAD;
+        p.who = &s_tpark;
+    }
+    if (deadline == SL_FOREVER)
+        deadline = INT64_MAX;
+    sl__park_wait(&p, deadline);
+}
+
+void sl_sleep_ms(int64_t ms)
+{
+    sl_sleep_until(sl_now() + (ms > 0 ? ms : 0) * 1000000);
+}

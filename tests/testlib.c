@@ -1,0 +1,46 @@
+/* testlib.c -- helpers shared by the cmocka tests. */
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testlib.h"
+
+int sl_test_wait_for(int (*cond)(void *), void *arg, int64_t timeout_ms)
+{
+    int64_t end = sl_deadline_ms(timeout_ms);
+    int v;
+    while (!(v = cond(arg)) && sl_now() < end) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return v;
+}
+
+long sl_test_rss_kib(void)
+{
+    long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &size, &resident) != 2)
+        resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+double sl_test_ms_since(int64_t t0)
+{
+    return (double)(sl_now() - t0) / 1e6;
+}
+
+int sl_test_sanitized(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return 1;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+    return 1;
+#endif
+#endif
+    return 0;
+}
