@@ -9,6 +9,17 @@
  * waiting on several channels commits exactly once. Wake-ups are issued
  * after the lock is released.
  *
+ * Fixed buffers add a lock-free path: the buffer is a ring of sequence-
+ * stamped slots with the put position (tail) and take position (head) on
+ * their own cache lines, so a producer and a consumer on two cores do not
+ * fight over the lock for every value. Closing sets a mark bit in tail. An
+ * operation takes the lock only when it cannot complete in the ring or
+ * when someone is queued: each side, after its ring move, reads the other
+ * side's queue length, and a waiter, after queueing, retries the ring; with
+ * sequentially consistent ordering one of the two always sees the other,
+ * so no wake-up is lost. A queued waiter that is woken but loses its value
+ * or slot to a lock-free peer is completed with SL__RETRY and runs again.
+ *
  * Invariants (sl_chan_check):
  *   - takers wait only while nothing is takeable: takes non-empty implies
  *     count == 0 and no promise value;
@@ -28,8 +39,16 @@
 
 typedef struct {
     sl__waiter_t *head, *tail;
-    size_t n;
+    _Atomic size_t n;      /* written under the lock, read lock-free */
 } sl__waitq_t;
+
+typedef struct {
+    _Atomic uint64_t seq;  /* pos when free for put pos; pos+1 when full */
+    void *val;
+} sl__slot_t;
+
+#define SL__MARK (UINT64_C(1) << 63) /* in tail: closed to puts */
+enum { SL__RING_OK, SL__RING_FULL, SL__RING_EMPTY, SL__RING_CLOSED };
 
 struct sl_chan {
     sl__lock_t lock;
@@ -45,7 +64,14 @@ struct sl_chan {
     size_t max_pending;
     sl__waitq_t puts, takes;
     uint64_t nput, ntake, ndrop;
-    void *ring[];          /* cap slots for ring buffers                  */
+    /* SL_BUF_FIXED only: the lock-free ring */
+    uint64_t ndirect;      /* hand-offs that bypassed the ring (locked)    */
+    sl__slot_t *slots;
+    size_t mask;           /* cap - 1 when cap is a power of two, else 0   */
+    _Atomic uint32_t fast; /* 0 once an eventfd exists: every op locks     */
+    _Alignas(64) _Atomic uint64_t lf_tail;
+    _Alignas(64) _Atomic uint64_t lf_head;
+    _Alignas(64) void *ring[]; /* cap slots for dropping/sliding buffers  */
 };
 
 /* --- wait queues ------------------------------------------------------- */
@@ -60,7 +86,7 @@ static void s_q_push(sl__waitq_t *q, sl__waiter_t *w)
         q->head = w;
     q->tail = w;
     w->linked = true;
-    q->n++;
+    atomic_fetch_add(&q->n, 1);
 }
 
 static void s_q_unlink(sl__waitq_t *q, sl__waiter_t *w)
@@ -77,28 +103,40 @@ static void s_q_unlink(sl__waitq_t *q, sl__waiter_t *w)
         q->tail = w->prev;
     w->prev = w->next = NULL;
     w->linked = false;
-    q->n--;
+    atomic_fetch_sub(&q->n, 1);
 }
 
 /* Claim the first live waiter of q and complete it with (status, val);
  * stale waiters (claimed elsewhere: another alts branch, a deadline) are
  * unlinked on the way. Returns the waiter, queued on *wake, or NULL. */
-static sl__waiter_t *s_q_commit(sl__waitq_t *q, int status, void *val, sl__waiter_t **wake)
+static sl__waiter_t *s_q_claim(sl__waitq_t *q)
 {
     sl__waiter_t *w;
     while ((w = q->head)) {
         s_q_unlink(q, w);
-        sl__park_t *p = w->park;
-        if (!sl__park_claim(p))
-            continue;
-        p->index = w->index;
-        p->status = status;
-        p->val = val;
-        w->wnext = *wake;
-        *wake = w;
-        return w;
+        if (sl__park_claim(w->park))
+            return w;
     }
     return NULL;
+}
+
+/* Fill in a claimed waiter's result and queue it on *wake. */
+static void s_complete(sl__waiter_t *w, int status, void *val, sl__waiter_t **wake)
+{
+    sl__park_t *p = w->park;
+    p->index = w->index;
+    p->status = status;
+    p->val = val;
+    w->wnext = *wake;
+    *wake = w;
+}
+
+static sl__waiter_t *s_q_commit(sl__waitq_t *q, int status, void *val, sl__waiter_t **wake)
+{
+    sl__waiter_t *w = s_q_claim(q);
+    if (w)
+        s_complete(w, status, val, wake);
+    return w;
 }
 
 /* Unpark everything committed under a lock that is now released. */
@@ -136,6 +174,104 @@ static inline void *s_ring_pop(sl_chan_t *c)
     return v;
 }
 
+/* --- the lock-free ring of fixed buffers ------------------------------- */
+
+static inline sl__slot_t *s_slot(sl_chan_t *c, uint64_t pos)
+{
+    return &c->slots[c->mask ? (pos & c->mask) : (pos % c->cap)];
+}
+
+static inline size_t s_fixed_count(sl_chan_t *c)
+{
+    uint64_t t = atomic_load(&c->lf_tail) & ~SL__MARK;
+    uint64_t h = atomic_load(&c->lf_head);
+    return t > h ? (size_t)(t - h) : 0;
+}
+
+static int s_lf_push(sl_chan_t *c, void *v)
+{
+    uint64_t pos = atomic_load_explicit(&c->lf_tail, memory_order_relaxed);
+    for (;;) {
+        if (pos & SL__MARK)
+            return SL__RING_CLOSED;
+        sl__slot_t *sl = s_slot(c, pos);
+        int64_t dif = (int64_t)(atomic_load_explicit(&sl->seq, memory_order_acquire) - pos);
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&c->lf_tail, &pos, pos + 1,
+                                                      memory_order_seq_cst,
+                                                      memory_order_relaxed)) {
+                sl->val = v;
+                atomic_store_explicit(&sl->seq, pos + 1, memory_order_release);
+                return SL__RING_OK;
+            }
+        } else if (dif < 0) {
+            /* Full, or a taker has moved head but not yet freed the slot. */
+            if (pos - atomic_load(&c->lf_head) >= c->cap)
+                return SL__RING_FULL;
+            sl__cpu_relax();
+            pos = atomic_load_explicit(&c->lf_tail, memory_order_relaxed);
+        } else {
+            pos = atomic_load_explicit(&c->lf_tail, memory_order_relaxed);
+        }
+    }
+}
+
+static int s_lf_pop(sl_chan_t *c, void **out)
+{
+    uint64_t pos = atomic_load_explicit(&c->lf_head, memory_order_relaxed);
+    for (;;) {
+        sl__slot_t *sl = s_slot(c, pos);
+        int64_t dif =
+            (int64_t)(atomic_load_explicit(&sl->seq, memory_order_acquire) - (pos + 1));
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&c->lf_head, &pos, pos + 1,
+                                                      memory_order_seq_cst,
+                                                      memory_order_relaxed)) {
+                *out = sl->val;
+                atomic_store_explicit(&sl->seq, pos + c->cap, memory_order_release);
+                return SL__RING_OK;
+            }
+        } else if (dif < 0) {
+            /* Empty, or a putter has moved tail but not yet filled the slot. */
+            if ((atomic_load(&c->lf_tail) & ~SL__MARK) == pos)
+                return SL__RING_EMPTY;
+            sl__cpu_relax();
+            pos = atomic_load_explicit(&c->lf_head, memory_order_relaxed);
+        } else {
+            pos = atomic_load_explicit(&c->lf_head, memory_order_relaxed);
+        }
+    }
+}
+
+/* Under the lock: give ring values to queued takers, oldest first. */
+static void s_fixed_dispatch(sl_chan_t *c, sl__waiter_t **wake)
+{
+    while (c->takes.head && s_fixed_count(c) > 0) {
+        sl__waiter_t *w = s_q_claim(&c->takes);
+        if (!w)
+            return;
+        void *v;
+        if (s_lf_pop(c, &v) == SL__RING_OK)
+            s_complete(w, SL_OK, v, wake);
+        else
+            s_complete(w, SL__RETRY, NULL, wake); /* a lock-free taker won */
+    }
+}
+
+/* Under the lock: move queued puts into free slots, oldest first. */
+static void s_fixed_refill(sl_chan_t *c, sl__waiter_t **wake)
+{
+    while (!c->closed && c->puts.head && s_fixed_count(c) < c->cap) {
+        sl__waiter_t *w = s_q_claim(&c->puts);
+        if (!w)
+            return;
+        if (s_lf_push(c, w->val) == SL__RING_OK)
+            s_complete(w, SL_OK, NULL, wake);
+        else
+            s_complete(w, SL__RETRY, NULL, wake); /* a lock-free putter won */
+    }
+}
+
 /* --- eventfd bridge ---------------------------------------------------- */
 
 static void s_fd_set(sl_chan_t *c, int i, bool on)
@@ -161,10 +297,11 @@ static inline void s_fd_update(sl_chan_t *c)
 {
     if (c->fd[0] < 0 && c->fd[1] < 0)
         return;
-    bool readable = c->closed || c->count > 0 || c->has_value || c->puts.n > 0;
+    size_t count = c->kind == SL_BUF_FIXED ? s_fixed_count(c) : c->count;
+    bool readable = c->closed || count > 0 || c->has_value || c->puts.n > 0;
     bool writable = c->closed || c->takes.n > 0 || c->kind == SL_BUF_DROPPING ||
                     c->kind == SL_BUF_SLIDING || c->kind == SL_BUF_PROMISE ||
-                    (c->kind == SL_BUF_FIXED && c->count < c->cap);
+                    (c->kind == SL_BUF_FIXED && count < c->cap);
     s_fd_set(c, 0, readable);
     s_fd_set(c, 1, writable);
 }
@@ -184,6 +321,7 @@ int sl_chan_fd(sl_chan_t *c, int which)
         }
         c->fd[i] = fd;
         c->fd_on[i] = false;
+        atomic_store(&c->fast, 0); /* lock-free ops would skip the fd */
     }
     rc = c->fd[i];
     s_fd_update(c);
@@ -207,14 +345,29 @@ sl_chan_t *sl_chan_new(sl_buf_t kind, size_t cap)
     case SL_BUF_SLIDING:
         if (cap == 0 || cap > ((size_t)1 << 32))
             return NULL;
-        slots = cap;
+        slots = kind == SL_BUF_FIXED ? 0 : cap;
         break;
     default:
         return NULL;
     }
-    sl_chan_t *c = calloc(1, sizeof *c + slots * sizeof(void *));
+    size_t size = (sizeof(sl_chan_t) + slots * sizeof(void *) + 63) & ~(size_t)63;
+    sl_chan_t *c = aligned_alloc(64, size);
     if (!c)
         return NULL;
+    memset(c, 0, size);
+    if (kind == SL_BUF_FIXED) {
+        c->slots = aligned_alloc(64, (cap * sizeof(sl__slot_t) + 63) & ~(size_t)63);
+        if (!c->slots) {
+            free(c);
+            return NULL;
+        }
+        for (size_t i = 0; i < cap; i++) {
+            atomic_init(&c->slots[i].seq, i);
+            c->slots[i].val = NULL;
+        }
+        c->mask = (cap & (cap - 1)) == 0 ? cap - 1 : 0;
+        atomic_init(&c->fast, 1);
+    }
     atomic_init(&c->refs, 1);
     c->kind = kind;
     c->cap = kind == SL_BUF_PROMISE ? 1 : cap;
@@ -240,6 +393,7 @@ void sl_chan_destroy(sl_chan_t **cp)
     for (int i = 0; i < 2; i++)
         if (c->fd[i] >= 0)
             close(c->fd[i]);
+    free(c->slots);
     free(c);
 }
 
@@ -256,8 +410,21 @@ void sl_chan_close(sl_chan_t *c)
     sl__lock(&c->lock);
     if (!c->closed) {
         c->closed = true;
-        /* Takers wait only when nothing is takeable: all get SL_ECLOSED.
-         * Waiting puts stay queued; their values remain takeable. */
+        /* Waiting puts stay queued; their values remain takeable. Takers
+         * wait only when nothing is takeable, so they get SL_ECLOSED --
+         * except, in a fixed buffer, values a lock-free put slipped in
+         * before the mark. */
+        if (c->kind == SL_BUF_FIXED) {
+            atomic_fetch_or(&c->lf_tail, SL__MARK);
+            sl__waiter_t *w;
+            void *v;
+            while ((w = s_q_claim(&c->takes))) {
+                if (s_lf_pop(c, &v) == SL__RING_OK)
+                    s_complete(w, SL_OK, v, &wake);
+                else
+                    s_complete(w, SL_ECLOSED, NULL, &wake);
+            }
+        }
         while (s_q_commit(&c->takes, SL_ECLOSED, NULL, &wake))
             ;
     }
@@ -285,6 +452,17 @@ static int s_try_put(sl_chan_t *c, void *v, sl__waiter_t **wake)
         }
         c->nput++;
         return SL_OK;
+    }
+    if (c->kind == SL_BUF_FIXED) {
+        s_fixed_dispatch(c, wake);
+        s_fixed_refill(c, wake); /* queued puts go before this one */
+        if (c->takes.head && s_fixed_count(c) == 0 && s_q_commit(&c->takes, SL_OK, v, wake)) {
+            c->ndirect++;
+            return SL_OK;
+        }
+        if (c->puts.head)
+            return SL_EAGAIN;
+        return s_lf_push(c, v) == SL__RING_OK ? SL_OK : SL_EAGAIN;
     }
     if (c->takes.head && s_q_commit(&c->takes, SL_OK, v, wake)) {
         c->nput++;
@@ -327,6 +505,20 @@ static int s_try_take(sl_chan_t *c, void **out, sl__waiter_t **wake)
         }
         return c->closed ? SL_ECLOSED : SL_EAGAIN;
     }
+    if (c->kind == SL_BUF_FIXED) {
+        sl__waiter_t *w;
+        if (s_lf_pop(c, out) == SL__RING_OK) {
+            s_fixed_refill(c, wake);
+            return SL_OK;
+        }
+        /* Empty ring, yet puts wait: only after close (no refill then). */
+        if (c->puts.head && (w = s_q_commit(&c->puts, SL_OK, NULL, wake))) {
+            *out = w->val;
+            c->ndirect++;
+            return SL_OK;
+        }
+        return c->closed ? SL_ECLOSED : SL_EAGAIN;
+    }
     if (c->count > 0) {
         *out = s_ring_pop(c);
         c->ntake++;
@@ -350,50 +542,99 @@ static int s_try_take(sl_chan_t *c, void **out, sl__waiter_t **wake)
 
 /* --- single-channel operations ----------------------------------------- */
 
+/* Lock-free attempt on a fixed buffer. Returns SL_OK, or SL_EAGAIN to
+ * take the locked path. Skipped while others are queued on our side, so
+ * waiters keep their turn. */
+static inline int s_fast(sl_chan_t *c, bool is_put, void **val)
+{
+    if (!atomic_load_explicit(&c->fast, memory_order_relaxed))
+        return SL_EAGAIN;
+    if (is_put) {
+        if (atomic_load(&c->puts.n) || s_lf_push(c, *val) != SL__RING_OK)
+            return SL_EAGAIN;
+        /* seq_cst after the tail CAS: sees any taker queued before it. */
+        if (atomic_load(&c->takes.n) || !atomic_load(&c->fast)) {
+            sl__waiter_t *wake = NULL;
+            sl__lock(&c->lock);
+            s_fixed_dispatch(c, &wake);
+            s_fd_update(c);
+            sl__unlock(&c->lock);
+            s_wake(wake);
+        }
+    } else {
+        if (atomic_load(&c->takes.n) || s_lf_pop(c, val) != SL__RING_OK)
+            return SL_EAGAIN;
+        if (atomic_load(&c->puts.n) || !atomic_load(&c->fast)) {
+            sl__waiter_t *wake = NULL;
+            sl__lock(&c->lock);
+            s_fixed_refill(c, &wake);
+            s_fd_update(c);
+            sl__unlock(&c->lock);
+            s_wake(wake);
+        }
+    }
+    return SL_OK;
+}
+
 static int s_op(sl_chan_t *c, bool is_put, void **val, int64_t deadline, bool may_wait)
 {
     if (!c || !val)
         return SL_EINVAL;
-    sl__waiter_t *wake = NULL;
+    if (c->kind == SL_BUF_FIXED && s_fast(c, is_put, val) == SL_OK)
+        return SL_OK;
     sl__waitq_t *q = is_put ? &c->puts : &c->takes;
-    int rc;
-    sl__lock(&c->lock);
-    rc = is_put ? s_try_put(c, *val, &wake) : s_try_take(c, val, &wake);
-    if (rc != SL_EAGAIN || !may_wait)
-        goto out;
-    if (deadline != SL_FOREVER && sl_now() >= deadline) {
-        rc = SL_ETIMEDOUT;
-        goto out;
-    }
-    if (q->n >= c->max_pending) {
-        rc = SL_ELIMIT;
-        goto out;
-    }
-    sl__park_t p;
-    if ((rc = sl__park_init(&p)) != SL_OK)
-        goto out;
-    sl__waiter_t w = {.park = &p, .val = is_put ? *val : NULL, .index = 0};
-    s_q_push(q, &w);
-    s_fd_update(c);
-    sl__unlock(&c->lock);
-
-    sl__park_wait(&p, deadline);
-
-    if (p.index < 0) { /* the deadline won: we may still be queued */
+    for (;;) {
+        sl__waiter_t *wake = NULL;
+        int rc;
         sl__lock(&c->lock);
-        s_q_unlink(q, &w);
+        rc = is_put ? s_try_put(c, *val, &wake) : s_try_take(c, val, &wake);
+        if (rc != SL_EAGAIN || !may_wait)
+            goto out;
+        if (deadline != SL_FOREVER && sl_now() >= deadline) {
+            rc = SL_ETIMEDOUT;
+            goto out;
+        }
+        if (q->n >= c->max_pending) {
+            rc = SL_ELIMIT;
+            goto out;
+        }
+        sl__park_t p;
+        if ((rc = sl__park_init(&p)) != SL_OK)
+            goto out;
+        sl__waiter_t w = {.park = &p, .val = is_put ? *val : NULL, .index = 0};
+        s_q_push(q, &w);
+        if (c->kind == SL_BUF_FIXED) {
+            /* Re-check after queueing (see the top of this file); this
+             * may complete our own park, which then returns at once. */
+            if (is_put)
+                s_fixed_refill(c, &wake);
+            else
+                s_fixed_dispatch(c, &wake);
+        }
         s_fd_update(c);
         sl__unlock(&c->lock);
-        return SL_ETIMEDOUT;
+        s_wake(wake);
+
+        sl__park_wait(&p, deadline);
+
+        if (p.index < 0) { /* the deadline won: we may still be queued */
+            sl__lock(&c->lock);
+            s_q_unlink(q, &w);
+            s_fd_update(c);
+            sl__unlock(&c->lock);
+            return SL_ETIMEDOUT;
+        }
+        if (p.status == SL__RETRY)
+            continue;
+        if (!is_put && p.status == SL_OK)
+            *val = p.val;
+        return p.status;
+    out:
+        s_fd_update(c);
+        sl__unlock(&c->lock);
+        s_wake(wake);
+        return rc;
     }
-    if (!is_put && p.status == SL_OK)
-        *val = p.val;
-    return p.status;
-out:
-    s_fd_update(c);
-    sl__unlock(&c->lock);
-    s_wake(wake);
-    return rc;
 }
 
 int sl_put(sl_chan_t *c, void *v) { return s_op(c, true, &v, SL_FOREVER, true); }
@@ -413,17 +654,94 @@ typedef struct {
     sl_put_fn put_cb;
     sl_take_fn take_cb;
     void *arg;
+    void *put_val;
+    bool admitted;     /* was queued once: later retries are not refused */
 } sl__cbop_t;
+
+static int s_cb_issue(sl__cbop_t *op, sl_chan_t *c, bool is_put, sl__worker_t *worker);
 
 static void s_cbop_run(sl__task_t *t)
 {
     sl__cbop_t *op = (sl__cbop_t *)t;
+    if (op->park.status == SL__RETRY) {
+        /* Lost the race for a fixed buffer slot: queue again (the pending
+         * limit cannot refuse an operation that was already admitted). */
+        sl_chan_t *c = op->chan;
+        op->chan = NULL;
+        s_cb_issue(op, c, op->put_cb != NULL, op->park.worker);
+        sl_chan_destroy(&c);
+        return;
+    }
     if (op->put_cb)
         op->put_cb(op->park.status, op->arg);
     else
         op->take_cb(op->park.status, op->park.status == SL_OK ? op->park.val : NULL, op->arg);
     sl_chan_destroy(&op->chan);
     free(op);
+}
+
+/* Try op on c; queue it, or submit it completed. On failure (SL_ECLOSED
+ * for a put, SL_ELIMIT) op is left untouched for the caller to free. */
+static int s_cb_issue(sl__cbop_t *op, sl_chan_t *c, bool is_put, sl__worker_t *worker)
+{
+    atomic_store_explicit(&op->park.done, 0, memory_order_relaxed);
+    op->park.wake_kind = SL__WAKE_TASK;
+    op->park.who = &op->task;
+    op->park.worker = worker;
+    op->park.index = -1;
+    op->park.status = SL_OK;
+    memset(&op->w, 0, sizeof op->w);
+    op->w.park = &op->park;
+    op->w.val = op->put_val;
+
+    sl__waiter_t *wake = NULL;
+    void *got = NULL;
+    sl__waitq_t *q = is_put ? &c->puts : &c->takes;
+    bool queued = false, done = false, was_admitted = op->admitted;
+    sl__lock(&c->lock);
+    int rc = is_put ? s_try_put(c, op->put_val, &wake) : s_try_take(c, &got, &wake);
+    if (rc == SL_EAGAIN) {
+        if (q->n >= c->max_pending && !was_admitted) {
+            rc = SL_ELIMIT;
+        } else {
+            op->chan = sl_chan_ref(c);
+            s_q_push(q, &op->w);
+            if (c->kind == SL_BUF_FIXED) {
+                if (is_put)
+                    s_fixed_refill(c, &wake);
+                else
+                    s_fixed_dispatch(c, &wake);
+            }
+            rc = SL_OK;
+            queued = true; /* completes later, through the queue */
+            op->admitted = true;
+        }
+    } else if (rc == SL_ECLOSED && is_put) {
+        /* put on a closed channel fails at once; the callback never runs */
+    } else {
+        atomic_store(&op->park.done, 1);
+        op->park.status = rc;
+        op->park.val = got;
+        op->chan = sl_chan_ref(c);
+        rc = SL_OK;
+        done = true;
+        op->admitted = true;
+    }
+    s_fd_update(c);
+    sl__unlock(&c->lock);
+    s_wake(wake);
+    if (done)
+        sl__sched_submit(worker, &op->task); /* op may be gone after this */
+    if (!queued && !done && was_admitted) {
+        /* A re-issued op refused after all (put after close): report it. */
+        op->park.status = rc;
+        if (op->put_cb)
+            op->put_cb(rc, op->arg);
+        else
+            op->take_cb(rc, NULL, op->arg);
+        free(op);
+    }
+    return rc;
 }
 
 static int s_cb(sl_chan_t *c, bool is_put, void *v, sl_put_fn pcb, sl_take_fn tcb, void *arg)
@@ -441,45 +759,10 @@ static int s_cb(sl_chan_t *c, bool is_put, void *v, sl_put_fn pcb, sl_take_fn tc
     op->put_cb = pcb;
     op->take_cb = tcb;
     op->arg = arg;
-    op->park.wake_kind = SL__WAKE_TASK;
-    op->park.who = &op->task;
-    op->park.worker = worker;
-    op->park.index = -1;
-    op->w.park = &op->park;
-    op->w.val = v;
-
-    sl__waiter_t *wake = NULL;
-    void *got = NULL;
-    sl__waitq_t *q = is_put ? &c->puts : &c->takes;
-    sl__lock(&c->lock);
-    int rc = is_put ? s_try_put(c, v, &wake) : s_try_take(c, &got, &wake);
-    if (rc == SL_EAGAIN) {
-        if (q->n >= c->max_pending) {
-            rc = SL_ELIMIT;
-        } else {
-            op->chan = sl_chan_ref(c);
-            s_q_push(q, &op->w);
-            rc = SL_OK;
-            op = NULL; /* completes later, through the queue */
-        }
-    } else if (rc == SL_ECLOSED && is_put) {
-        /* put on a closed channel fails at once; the callback never runs */
-    } else {
-        atomic_store(&op->park.done, 1);
-        op->park.status = rc;
-        op->park.val = got;
-        op->chan = sl_chan_ref(c);
-        rc = SL_OK;
-    }
-    s_fd_update(c);
-    sl__unlock(&c->lock);
-    s_wake(wake);
-    if (op) {
-        if (op->chan)
-            sl__sched_submit(worker, &op->task); /* completed at once */
-        else
-            free(op);
-    }
+    op->put_val = v;
+    int rc = s_cb_issue(op, c, is_put, worker);
+    if (rc != SL_OK)
+        free(op);
     return rc;
 }
 
@@ -575,8 +858,11 @@ int sl_alts(sl_alt_t *ops, size_t n, int flags, int64_t deadline)
         if (nl == 0 || locks[nl - 1] != locks[i])
             locks[nl++] = locks[i];
 
-    sl__waiter_t *wake = NULL;
-    int rc = SL_EAGAIN;
+    sl__waiter_t *wake;
+    int rc;
+retry:
+    wake = NULL;
+    rc = SL_EAGAIN;
     s_lock_all(locks, nl);
     for (size_t k = 0; k < n; k++) {
         size_t i = order[k];
@@ -608,7 +894,17 @@ int sl_alts(sl_alt_t *ops, size_t n, int flags, int64_t deadline)
                 ws[i].val = ops[i].is_put ? ops[i].val : NULL;
                 s_q_push(ops[i].is_put ? &ops[i].chan->puts : &ops[i].chan->takes, &ws[i]);
             }
+            for (size_t i = 0; i < n; i++) { /* re-check, as in s_op */
+                if (ops[i].chan->kind != SL_BUF_FIXED)
+                    continue;
+                if (ops[i].is_put)
+                    s_fixed_refill(ops[i].chan, &wake);
+                else
+                    s_fixed_dispatch(ops[i].chan, &wake);
+            }
             s_unlock_all(locks, nl);
+            s_wake(wake);
+            wake = NULL;
 
             sl__park_wait(&p, deadline);
 
@@ -617,6 +913,9 @@ int sl_alts(sl_alt_t *ops, size_t n, int flags, int64_t deadline)
                 s_q_unlink(ops[i].is_put ? &ops[i].chan->puts : &ops[i].chan->takes, &ws[i]);
             if (p.index < 0) {
                 rc = SL_ETIMEDOUT;
+            } else if (p.status == SL__RETRY) {
+                s_unlock_all(locks, nl);
+                goto retry; /* nothing committed: run the whole alts again */
             } else {
                 rc = p.index;
                 ops[rc].status = p.status;
@@ -681,6 +980,15 @@ void sl_chan_stats(sl_chan_t *c, sl_chan_stats_t *out)
     out->puts = c->nput;
     out->takes = c->ntake;
     out->dropped = c->ndrop;
+    if (c->kind == SL_BUF_FIXED) {
+        /* Ring positions count lock-free moves; read head first so a
+         * concurrent take cannot make count negative. */
+        uint64_t h = atomic_load(&c->lf_head);
+        uint64_t t = atomic_load(&c->lf_tail) & ~SL__MARK;
+        out->count = t > h ? (size_t)(t - h) : 0;
+        out->puts = t + c->ndirect;
+        out->takes = h + c->ndirect;
+    }
     out->closed = c->closed;
     sl__unlock(&c->lock);
 }
@@ -697,7 +1005,11 @@ int sl_chan_check(sl_chan_t *c)
     for (sl__waiter_t *w = c->takes.head; w; w = w->next)
         n++;
     bad |= n != c->takes.n;
-    if (s_ring(c)) {
+    if (c->kind == SL_BUF_FIXED) {
+        uint64_t h = atomic_load(&c->lf_head);
+        uint64_t t = atomic_load(&c->lf_tail) & ~SL__MARK;
+        bad |= t < h || t - h > c->cap;
+    } else if (s_ring(c)) {
         bad |= c->count > c->cap || c->head >= c->cap;
         bad |= c->nput != c->ntake + c->ndrop + c->count;
         bad |= c->takes.n > 0 && c->count > 0 && !c->closed;

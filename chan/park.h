@@ -46,6 +46,11 @@ typedef struct {
     sl__worker_t *worker; /* for SL__WAKE_TASK: the worker that runs it     */
 } sl__park_t;
 
+/* Status given to a claimed waiter that must run its operation again: a
+ * lock-free peer on a fixed buffer won the race for the slot or value it
+ * was promised. Nothing was committed, so retrying is always safe. */
+#define SL__RETRY (-1000)
+
 typedef struct sl__waiter {
     struct sl__waiter *prev, *next; /* channel wait queue links               */
     struct sl__waiter *wnext;       /* wake list of the completing operation  */
