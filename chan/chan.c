@@ -40,6 +40,7 @@
 typedef struct {
     sl__waiter_t *head, *tail;
     _Atomic size_t n;      /* written under the lock, read lock-free */
+    bool sc;               /* fixed buffer: n must be updated seq_cst  */
 } sl__waitq_t;
 
 typedef struct {
@@ -86,7 +87,13 @@ static void s_q_push(sl__waitq_t *q, sl__waiter_t *w)
         q->head = w;
     q->tail = w;
     w->linked = true;
-    atomic_fetch_add(&q->n, 1);
+    /* With a lock-free ring the increment is half of the lost-wake-up
+     * handshake and must be seq_cst; otherwise the lock orders it. */
+    if (q->sc)
+        atomic_fetch_add(&q->n, 1);
+    else
+        atomic_store_explicit(&q->n, atomic_load_explicit(&q->n, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
 }
 
 static void s_q_unlink(sl__waitq_t *q, sl__waiter_t *w)
@@ -103,7 +110,11 @@ static void s_q_unlink(sl__waitq_t *q, sl__waiter_t *w)
         q->tail = w->prev;
     w->prev = w->next = NULL;
     w->linked = false;
-    atomic_fetch_sub(&q->n, 1);
+    if (q->sc)
+        atomic_fetch_sub(&q->n, 1);
+    else
+        atomic_store_explicit(&q->n, atomic_load_explicit(&q->n, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
 }
 
 /* Claim the first live waiter of q and complete it with (status, val);
@@ -367,6 +378,7 @@ sl_chan_t *sl_chan_new(sl_buf_t kind, size_t cap)
         }
         c->mask = (cap & (cap - 1)) == 0 ? cap - 1 : 0;
         atomic_init(&c->fast, 1);
+        c->puts.sc = c->takes.sc = true;
     }
     atomic_init(&c->refs, 1);
     c->kind = kind;

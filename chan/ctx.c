@@ -9,10 +9,9 @@ void sl__ctx_trampoline(void);
 void sl__ctx_make(sl__ctx_t *ctx, void *lo, size_t size, void (*entry)(void *), void *arg)
 {
     /* After sl__ctx_switch pops six registers and returns into the
-     * trampoline, %rsp must be 16-byte aligned for its call. */
+     * trampoline, %rsp is `top`: 16-byte aligned, as its call needs. */
     uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
     void **sp = (void **)top;
-    *--sp = NULL;                        /* keeps the alignment     */
     *--sp = (void *)sl__ctx_trampoline;  /* return address          */
     *--sp = NULL;                        /* rbp                     */
     *--sp = (void *)entry;               /* rbx                     */

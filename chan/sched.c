@@ -266,11 +266,9 @@ static void s_coro_main(void *arg)
 
 static void s_coro_park(sl__coro_t *co)
 {
-    uint32_t one = 1, zero = 0;
-    if (atomic_compare_exchange_strong(&co->pstate, &one, 0))
-        return; /* woken before we got here */
-    if (!atomic_compare_exchange_strong(&co->pstate, &zero, 2)) {
-        atomic_store(&co->pstate, 0); /* the permit arrived meanwhile */
+    uint32_t s = 0;
+    if (!atomic_compare_exchange_strong(&co->pstate, &s, 2)) {
+        atomic_store(&co->pstate, 0); /* s == 1: woken before we parked */
         return;
     }
     s_switch_out(co, false);
