@@ -36,27 +36,33 @@ static size_t s_page(void)
     return page;
 }
 
-sl__coro_t *sl__coro_map(size_t stack_size, int guard_page)
+int sl__coro_map_many(size_t stack_size, int guard_page, sl__coro_t **out, int n)
 {
     size_t page = s_page();
     size_t rec = (sizeof(sl__coro_t) + 63) & ~(size_t)63;
     size_t guard = guard_page ? page : 0;
     size_t len = (guard + stack_size + rec + page - 1) & ~(page - 1);
-    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+    /* One mapping for n stacks: one system call and one kernel mapping
+     * instead of n. Each stack can still be unmapped on its own. */
+    char *map = mmap(NULL, len * (size_t)n, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (map == MAP_FAILED)
-        return NULL;
-    if (guard && mprotect(map, guard, PROT_NONE) != 0) {
-        munmap(map, len);
-        return NULL;
+        return 0;
+    for (int i = 0; i < n; i++) {
+        char *m = map + len * (size_t)i;
+        if (guard && mprotect(m, guard, PROT_NONE) != 0) {
+            munmap(m, len * (size_t)(n - i));
+            return i;
+        }
+        sl__coro_t *co = (sl__coro_t *)(m + len - rec);
+        memset(co, 0, sizeof *co);
+        co->map = m;
+        co->map_size = len;
+        co->fiber.lo = m + guard;
+        co->fiber.size = (size_t)((char *)co - (m + guard));
+        out[i] = co;
     }
-    sl__coro_t *co = (sl__coro_t *)(map + len - rec);
-    memset(co, 0, sizeof *co);
-    co->map = map;
-    co->map_size = len;
-    co->fiber.lo = map + guard;
-    co->fiber.size = (size_t)((char *)co - (map + guard));
-    return co;
+    return n;
 }
 
 void sl__coro_unmap(sl__coro_t *co)

@@ -51,9 +51,10 @@ struct sl__coro {
     sl__coro_t *next_free;       /* stack cache link                     */
 };
 
-/* Map a stack of stack_size usable bytes with the coroutine record at its
- * top. Returns NULL if the kernel refuses the mapping. */
-sl__coro_t *sl__coro_map(size_t stack_size, int guard_page);
+/* Map n stacks of stack_size usable bytes each, every one with its
+ * coroutine record at its top, into out[]. Returns how many were made
+ * (0 if the kernel refuses the mapping). */
+int sl__coro_map_many(size_t stack_size, int guard_page, sl__coro_t **out, int n);
 
 /* Unmap a coroutine's stack (and record). */
 void sl__coro_unmap(sl__coro_t *co);

@@ -33,7 +33,10 @@
 #include "timer.h"
 
 #define SL__DIRECT_BUDGET 64
-#define SL__STACK_CACHE 1024
+#define SL__STACK_CACHE 1024 /* spare stacks a worker keeps when idle      */
+#define SL__STACK_BATCH 64   /* stacks mapped at once                      */
+#define SL__TRIM_BATCH 256   /* stacks unmapped per idle pass              */
+#define SL__TRIM_IDLE_NS 1000000000LL /* idle time before trimming        */
 #define SL__SPIN_IDLE 4000
 
 struct sl__worker {
@@ -54,7 +57,7 @@ struct sl__worker {
 
     sl__lock_t cache_lock;      /* spare stacks                             */
     sl__coro_t *cache;
-    size_t cache_n;
+    _Atomic size_t cache_n;     /* written under cache_lock               */
     char pad[64];
 };
 
@@ -196,6 +199,11 @@ sl__worker_t *sl__current_worker(void)
 
 /* --- coroutine lifecycle ----------------------------------------------- */
 
+/* Spare stacks: finished coroutines' stacks are kept on their worker and
+ * reused, so a spawn is a pop, not a system call. Beyond SL__STACK_CACHE
+ * the surplus is unmapped by the worker when it goes idle (s_trim), never
+ * on the spawn or exit path: unmapping costs a TLB shootdown on every
+ * core running the process. */
 static sl__coro_t *s_stack_get(sl__worker_t *w)
 {
     sl__lock(&w->cache_lock);
@@ -205,24 +213,54 @@ static sl__coro_t *s_stack_get(sl__worker_t *w)
         w->cache_n--;
     }
     sl__unlock(&w->cache_lock);
-    if (!co)
-        co = sl__coro_map(s_s.stack_size, s_s.guard_pages);
-    return co;
+    if (co)
+        return co;
+    sl__coro_t *batch[SL__STACK_BATCH];
+    int n = sl__coro_map_many(s_s.stack_size, s_s.guard_pages, batch, SL__STACK_BATCH);
+    if (n == 0)
+        return NULL;
+    sl__lock(&w->cache_lock);
+    for (int i = 1; i < n; i++) {
+        batch[i]->next_free = w->cache;
+        w->cache = batch[i];
+        w->cache_n++;
+    }
+    sl__unlock(&w->cache_lock);
+    return batch[0];
 }
 
 static void s_stack_put(sl__worker_t *w, sl__coro_t *co)
 {
     sl__coro_retire(co);
     sl__lock(&w->cache_lock);
-    if (w->cache_n < SL__STACK_CACHE) {
-        co->next_free = w->cache;
-        w->cache = co;
-        w->cache_n++;
-        co = NULL;
-    }
+    co->next_free = w->cache;
+    w->cache = co;
+    w->cache_n++;
     sl__unlock(&w->cache_lock);
-    if (co)
-        sl__coro_unmap(co);
+}
+
+/* Unmap up to SL__TRIM_BATCH surplus spare stacks; true if more remain. */
+static bool s_trim(sl__worker_t *w)
+{
+    sl__coro_t *list = NULL;
+    int n = 0;
+    sl__lock(&w->cache_lock);
+    while (w->cache_n > SL__STACK_CACHE && n < SL__TRIM_BATCH) {
+        sl__coro_t *co = w->cache;
+        w->cache = co->next_free;
+        w->cache_n--;
+        co->next_free = list;
+        list = co;
+        n++;
+    }
+    bool more = w->cache_n > SL__STACK_CACHE;
+    sl__unlock(&w->cache_lock);
+    while (list) {
+        sl__coro_t *next = list->next_free;
+        sl__coro_unmap(list);
+        list = next;
+    }
+    return more;
 }
 
 /* Leave the running coroutine co (parked, yielding or dead): switch to the
@@ -413,11 +451,17 @@ static void s_idle(sl__worker_t *w)
             return;
         sl__cpu_relax();
     }
+    /* Surplus spare stacks go back to the kernel only after a second of
+     * idleness, a batch at a time, so bursts of spawns reuse them. */
+    bool surplus = atomic_load_explicit(&w->cache_n, memory_order_relaxed) > SL__STACK_CACHE;
     atomic_store(&w->wake_word, 0);
     atomic_store(&w->sleeping, 1);
     if (!atomic_load(&w->in_count) && !atomic_load(&s_s.stopping))
-        sl__futex_wait(&w->wake_word, 0, -1);
+        sl__futex_wait(&w->wake_word, 0, surplus ? sl_now() + SL__TRIM_IDLE_NS : -1);
     atomic_store(&w->sleeping, 0);
+    if (surplus && !atomic_load(&w->in_count) && !atomic_load(&w->wake_word))
+        while (s_trim(w) && !atomic_load(&w->in_count))
+            ;
 }
 
 static void *s_worker_main(void *arg)
