@@ -68,7 +68,9 @@ struct sl_chan {
     /* SL_BUF_FIXED only: the lock-free ring */
     uint64_t ndirect;      /* hand-offs that bypassed the ring (locked)    */
     sl__slot_t *slots;
-    size_t mask;           /* cap - 1 when cap is a power of two, else 0   */
+    size_t nslots;         /* max(cap, 2): with one slot, "full" and "free
+                              for the next lap" would carry the same stamp */
+    size_t mask;           /* nslots - 1 when a power of two, else 0       */
     _Atomic uint32_t fast; /* 0 once an eventfd exists: every op locks     */
     _Alignas(64) _Atomic uint64_t lf_tail;
     _Alignas(64) _Atomic uint64_t lf_head;
@@ -189,7 +191,7 @@ static inline void *s_ring_pop(sl_chan_t *c)
 
 static inline sl__slot_t *s_slot(sl_chan_t *c, uint64_t pos)
 {
-    return &c->slots[c->mask ? (pos & c->mask) : (pos % c->cap)];
+    return &c->slots[c->mask ? (pos & c->mask) : (pos % c->nslots)];
 }
 
 static inline size_t s_fixed_count(sl_chan_t *c)
@@ -208,6 +210,10 @@ static int s_lf_push(sl_chan_t *c, void *v)
         sl__slot_t *sl = s_slot(c, pos);
         int64_t dif = (int64_t)(atomic_load_explicit(&sl->seq, memory_order_acquire) - pos);
         if (dif == 0) {
+            /* More slots than capacity (fixed(1)): the stamp alone does
+             * not say full. */
+            if (c->nslots != c->cap && pos - atomic_load(&c->lf_head) >= c->cap)
+                return SL__RING_FULL;
             if (atomic_compare_exchange_weak_explicit(&c->lf_tail, &pos, pos + 1,
                                                       memory_order_seq_cst,
                                                       memory_order_relaxed)) {
@@ -239,7 +245,7 @@ static int s_lf_pop(sl_chan_t *c, void **out)
                                                       memory_order_seq_cst,
                                                       memory_order_relaxed)) {
                 *out = sl->val;
-                atomic_store_explicit(&sl->seq, pos + c->cap, memory_order_release);
+                atomic_store_explicit(&sl->seq, pos + c->nslots, memory_order_release);
                 return SL__RING_OK;
             }
         } else if (dif < 0) {
@@ -367,16 +373,18 @@ sl_chan_t *sl_chan_new(sl_buf_t kind, size_t cap)
         return NULL;
     memset(c, 0, size);
     if (kind == SL_BUF_FIXED) {
-        c->slots = aligned_alloc(64, (cap * sizeof(sl__slot_t) + 63) & ~(size_t)63);
+        size_t ns = cap < 2 ? 2 : cap;
+        c->slots = aligned_alloc(64, (ns * sizeof(sl__slot_t) + 63) & ~(size_t)63);
         if (!c->slots) {
             free(c);
             return NULL;
         }
-        for (size_t i = 0; i < cap; i++) {
+        for (size_t i = 0; i < ns; i++) {
             atomic_init(&c->slots[i].seq, i);
             c->slots[i].val = NULL;
         }
-        c->mask = (cap & (cap - 1)) == 0 ? cap - 1 : 0;
+        c->nslots = ns;
+        c->mask = (ns & (ns - 1)) == 0 ? ns - 1 : 0;
         atomic_init(&c->fast, 1);
         c->puts.sc = c->takes.sc = true;
     }

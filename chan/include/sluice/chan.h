@@ -160,7 +160,7 @@ typedef struct {
     size_t capacity;       /* buffer size (0 unbuffered, 1 promise)        */
     size_t pending_puts;   /* puts waiting (parked, blocked, alts, cb)     */
     size_t pending_takes;  /* takes waiting                                */
-    uint64_t puts;         /* values accepted                              */
+    uint64_t puts;         /* successful puts (dropped values included)    */
     uint64_t takes;        /* values handed to takers                      */
     uint64_t dropped;      /* values dropped by dropping/sliding buffers   */
     bool closed;
