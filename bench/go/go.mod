@@ -1,0 +1,3 @@
+module sluice.local/bench/go
+
+go 1.19
