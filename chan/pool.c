@@ -26,8 +26,9 @@ static struct {
     pthread_cond_t cond;
     sl__job_t *head, *tail;
     int threads, idle, max;
+    int queued;                 /* jobs not yet picked up by a thread */
     _Atomic uint64_t live;
-} s_p = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0, 64, 0};
+} s_p = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0, 64, 0, 0};
 
 void sl__pool_configure(int max_threads)
 {
@@ -60,6 +61,7 @@ static void *s_pool_main(void *arg)
             }
         }
         sl__job_t *j = s_p.head;
+        s_p.queued--;
         s_p.head = j->next;
         if (!s_p.head)
             s_p.tail = NULL;
@@ -93,7 +95,9 @@ sl_chan_t *sl_thread(sl_go_fn fn, void *arg)
     j->result = sl_chan_ref(result);
 
     pthread_mutex_lock(&s_p.lock);
-    if (s_p.idle == 0 && s_p.threads < s_p.max) {
+    /* Every queued job needs an idle thread of its own: an idle thread is
+     * not free just because it has not woken up yet for the last job. */
+    if (s_p.queued >= s_p.idle && s_p.threads < s_p.max) {
         pthread_t th;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -114,6 +118,7 @@ sl_chan_t *sl_thread(sl_go_fn fn, void *arg)
     else
         s_p.head = j;
     s_p.tail = j;
+    s_p.queued++;
     atomic_fetch_add(&s_p.live, 1);
     pthread_cond_signal(&s_p.cond);
     pthread_mutex_unlock(&s_p.lock);

@@ -91,15 +91,16 @@ static void *s_timer_main(void *arg)
     pthread_mutex_lock(&s_t.lock);
     for (;;) {
         int64_t now = sl_now();
-        sl__timer_t *later = NULL; /* fired outside the lock */
-        while (s_t.root && s_t.root->when <= now) {
+        sl__timer_t *later = NULL, **tail = &later; /* fired outside the lock, */
+        while (s_t.root && s_t.root->when <= now) {   /* in deadline order     */
             sl__timer_t *t = s_t.root;
             s_remove(t);
             if (t->under_lock) {
                 t->fire(t);
             } else {
-                t->next = later;
-                later = t;
+                t->next = NULL;
+                *tail = t;
+                tail = &t->next;
             }
         }
         if (later) {
