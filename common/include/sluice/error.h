@@ -19,7 +19,11 @@ extern "C" {
     X(ELIMIT,    -6,  "limit reached")                                       \
     X(EDEADLK,   -7,  "operation would block a scheduler thread")            \
     X(ESYS,      -8,  "system call failed")                                  \
-    X(ESTATE,    -9,  "object in wrong state for this call")
+    X(ESTATE,    -9,  "object in wrong state for this call")                 \
+    X(EPROTO,    -10, "malformed message")                                   \
+    X(ETOOBIG,   -11, "message too large")                                   \
+    X(ENOTFOUND, -12, "no such item or peer")                                \
+    X(ECONFIG,   -13, "bad configuration")
 
 typedef enum {
     SL_OK = 0,

@@ -1,0 +1,103 @@
+/* node.h -- a Sluice node: queues of jobs served over ZeroMQ, embeddable
+ * in a C program or run as the sluice-node daemon.
+ *
+ * A node binds one ROUTER endpoint. Producers publish jobs to named queues
+ * (created on first use); consumers subscribe with credit and ack or fail
+ * each delivered job before its lease expires. See docs/protocol.md for the
+ * wire protocol and docs/node.md for operations. Jobs live in memory: a
+ * node that stops loses the jobs it holds (it reports how many). */
+#ifndef SLUICE_NODE_H
+#define SLUICE_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sl_node sl_node_t;
+
+typedef enum {
+    SL_OVERFLOW_BLOCK = 0,    /* publish waits for room (fixed buffer)      */
+    SL_OVERFLOW_DROP_NEW,     /* new job rejected "full" (dropping buffer)  */
+    SL_OVERFLOW_DROP_OLDEST   /* oldest ready job dropped (sliding buffer)  */
+} sl_overflow_t;
+
+typedef struct {
+    const char *endpoint;       /* bind address; default tcp://127.0.0.1:7450,
+                                   port 0 picks a free port                   */
+    const char *node_id;        /* default "<hostname>:<pid>"                 */
+    int64_t heartbeat_ms;       /* default 1000; peers silent 3x are gone    */
+    int64_t lease_ms;           /* default 30000                             */
+    uint64_t max_length;        /* jobs held per queue (ready + delayed);
+                                   default 100000                            */
+    sl_overflow_t overflow;     /* default SL_OVERFLOW_BLOCK                 */
+    uint32_t max_attempts;      /* default 5 (a job may override)            */
+    int64_t backoff_base_ms;    /* default 100                               */
+    int64_t backoff_max_ms;     /* default 30000                             */
+    uint64_t max_frame;         /* bytes per envelope; default 1 MiB         */
+    uint64_t max_job;           /* payload bytes per job; default 256 KiB    */
+    uint64_t max_waiting;       /* node-wide publishes waiting under block;
+                                   default 100000                            */
+    uint64_t max_dead;          /* dead jobs kept per queue; default 10000   */
+} sl_node_opts_t;
+
+/* Fill opts with the defaults above. */
+void sl_node_opts_default(sl_node_opts_t *opts);
+
+/* Create a node (not yet serving). Returns NULL and *err (SL_EINVAL for a
+ * bad option, SL_ENOMEM) on failure. Caller owns the node. */
+sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err);
+
+/* Bind and start serving. SL_ESYS if the endpoint cannot be bound. */
+int sl_node_start(sl_node_t *self);
+
+/* The endpoint actually bound (port resolved); borrowed until destroy. */
+const char *sl_node_endpoint(sl_node_t *self);
+
+/* The node's epoch: changes on every start of a node process. */
+uint64_t sl_node_epoch(sl_node_t *self);
+
+/* An in-process job, borrowed for the duration of a handler call. */
+typedef struct {
+    const uint8_t *id;          /* 16 bytes */
+    const char *queue;
+    const void *payload;
+    size_t len;
+    uint32_t attempt;
+    uint32_t priority;
+} sl_node_job_t;
+
+/* Handler result: SL_NODE_ACK, SL_NODE_RETRY (retryable failure) or
+ * SL_NODE_FAIL (permanent failure). */
+enum { SL_NODE_ACK = 0, SL_NODE_RETRY = 1, SL_NODE_FAIL = 2 };
+typedef int (*sl_node_handler_fn)(const sl_node_job_t *job, void *arg);
+
+enum { SL_NODE_BLOCKING = 1 }; /* run the handler on the blocking pool */
+
+/* Serve queue in-process with `concurrency` handlers at once, run as
+ * coroutines (or on the blocking pool with SL_NODE_BLOCKING). */
+int sl_node_handle(sl_node_t *self, const char *queue, int concurrency,
+                   sl_node_handler_fn fn, void *arg, int flags);
+
+/* What a stopping node still held. */
+typedef struct {
+    uint64_t ready, delayed, in_flight, dead, waiting_publishes;
+} sl_node_report_t;
+
+/* Stop gracefully: refuse new publishes, stop new deliveries, wait up to
+ * timeout_ms for leased jobs to be acked or failed, then close the socket.
+ * *left (may be NULL) gets what remained. SL_ETIMEDOUT if in-flight jobs
+ * remained at the deadline (they are reported, not waited for). */
+int sl_node_stop(sl_node_t *self, int64_t timeout_ms, sl_node_report_t *left);
+
+/* Stop (immediately) if running and free everything. Accepts NULL. */
+void sl_node_destroy(sl_node_t **self_p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

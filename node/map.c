@@ -1,0 +1,152 @@
+/* map.c -- open addressing with linear probing and backward-shift delete
+ * (no tombstones), FNV-1a hashes, grown at 70% load. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "map.h"
+#include "sluice/error.h"
+
+typedef struct {
+    uint64_t hash;  /* 0 = empty slot */
+    void *key;
+    size_t len;
+    void *val;
+} sl__slot_t;
+
+struct sl__map {
+    sl__slot_t *slots;
+    size_t cap;     /* power of two */
+    size_t n;
+};
+
+static uint64_t s_hash(const void *key, size_t len)
+{
+    const unsigned char *p = key;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h ? h : 1;
+}
+
+sl__map_t *sl__map_new(void)
+{
+    sl__map_t *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->cap = 64;
+    m->slots = calloc(m->cap, sizeof *m->slots);
+    if (!m->slots) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void sl__map_destroy(sl__map_t **mp)
+{
+    if (!mp || !*mp)
+        return;
+    sl__map_t *m = *mp;
+    for (size_t i = 0; i < m->cap; i++)
+        free(m->slots[i].key);
+    free(m->slots);
+    free(m);
+    *mp = NULL;
+}
+
+static sl__slot_t *s_find(sl__map_t *m, const void *key, size_t len, uint64_t h)
+{
+    size_t mask = m->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        sl__slot_t *s = &m->slots[i];
+        if (!s->hash)
+            return s;
+        if (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0)
+            return s;
+    }
+}
+
+static int s_grow(sl__map_t *m)
+{
+    size_t ncap = m->cap * 2;
+    sl__slot_t *ns = calloc(ncap, sizeof *ns);
+    if (!ns)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < m->cap; i++) {
+        sl__slot_t *s = &m->slots[i];
+        if (!s->hash)
+            continue;
+        size_t j = s->hash & (ncap - 1);
+        while (ns[j].hash)
+            j = (j + 1) & (ncap - 1);
+        ns[j] = *s;
+    }
+    free(m->slots);
+    m->slots = ns;
+    m->cap = ncap;
+    return SL_OK;
+}
+
+void *sl__map_get(sl__map_t *m, const void *key, size_t len)
+{
+    sl__slot_t *s = s_find(m, key, len, s_hash(key, len));
+    return s->hash ? s->val : NULL;
+}
+
+int sl__map_put(sl__map_t *m, const void *key, size_t len, void *val)
+{
+    if ((m->n + 1) * 10 > m->cap * 7 && s_grow(m) != SL_OK)
+        return SL_ENOMEM;
+    uint64_t h = s_hash(key, len);
+    sl__slot_t *s = s_find(m, key, len, h);
+    if (s->hash) {
+        s->val = val;
+        return SL_OK;
+    }
+    void *k = malloc(len ? len : 1);
+    if (!k)
+        return SL_ENOMEM;
+    memcpy(k, key, len);
+    s->hash = h;
+    s->key = k;
+    s->len = len;
+    s->val = val;
+    m->n++;
+    return SL_OK;
+}
+
+void *sl__map_del(sl__map_t *m, const void *key, size_t len)
+{
+    sl__slot_t *s = s_find(m, key, len, s_hash(key, len));
+    if (!s->hash)
+        return NULL;
+    void *val = s->val;
+    free(s->key);
+    size_t mask = m->cap - 1;
+    size_t i = (size_t)(s - m->slots);
+    /* Backward shift: pull later entries of the probe run into the hole. */
+    for (size_t j = (i + 1) & mask; m->slots[j].hash; j = (j + 1) & mask) {
+        size_t home = m->slots[j].hash & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            m->slots[i] = m->slots[j];
+            i = j;
+        }
+    }
+    memset(&m->slots[i], 0, sizeof m->slots[i]);
+    m->n--;
+    return val;
+}
+
+size_t sl__map_size(sl__map_t *m)
+{
+    return m->n;
+}
+
+void sl__map_each(sl__map_t *m, void (*fn)(const void *, size_t, void *, void *), void *arg)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].hash)
+            fn(m->slots[i].key, m->slots[i].len, m->slots[i].val, arg);
+}

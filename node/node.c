@@ -1,0 +1,958 @@
+/* node.c -- the node: lifecycle, the socket thread, the engine coroutine
+ * that owns all queue state, peers and heartbeats, in-process handlers.
+ *
+ *   ROUTER socket <--> socket thread --inbound chan--> engine coroutine
+ *                                    <--outbound chan-- engine + delivery
+ *
+ * The socket thread only moves frames: it decodes envelopes into the
+ * inbound channel and sends what the outbound channel holds; it waits on
+ * the socket and on the outbound channel's eventfd with one zmq_poll. When
+ * inbound is full it stops reading the socket, so a flood backs up into
+ * ZeroMQ's and TCP's buffers instead of node memory. The engine never
+ * touches the socket and never runs user code. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "node_int.h"
+#include "sluice/sched.h"
+
+#define SL__INBOUND_CAP 4096
+#define SL__OUTBOUND_CAP 4096
+#define SL__READ_BURST 256
+
+int64_t sl__mono_ms(void)
+{
+    return sl_now() / 1000000;
+}
+
+int64_t sl__wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sl_node_opts_default(sl_node_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->endpoint = "tcp://127.0.0.1:7450";
+    o->heartbeat_ms = 1000;
+    o->lease_ms = 30000;
+    o->max_length = 100000;
+    o->overflow = SL_OVERFLOW_BLOCK;
+    o->max_attempts = 5;
+    o->backoff_base_ms = 100;
+    o->backoff_max_ms = 30000;
+    o->max_frame = 1 << 20;
+    o->max_job = 256 << 10;
+    o->max_waiting = 100000;
+    o->max_dead = 10000;
+}
+
+/* --- sending ------------------------------------------------------------ */
+
+void sl__send(sl__node_t *n, const uint8_t *rid, size_t rid_len, Sluice__V1__Envelope *env)
+{
+    size_t len = sluice__v1__envelope__get_packed_size(env);
+    sl__out_t *o = malloc(sizeof *o + len);
+    if (!o)
+        abort(); /* daemon: out of memory */
+    memcpy(o->rid, rid, rid_len);
+    o->rid_len = rid_len;
+    o->len = sluice__v1__envelope__pack(env, o->buf);
+    /* Parks while the socket thread is behind: backpressure on the engine. */
+    if (sl_put(n->outbound, o) != SL_OK)
+        free(o);
+}
+
+void sl__send_error(sl__node_t *n, const uint8_t *rid, size_t rid_len, uint64_t corr,
+                    Sluice__V1__Error__Code code, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    Sluice__V1__Error e = SLUICE__V1__ERROR__INIT;
+    e.code = code;
+    e.text = text;
+    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+    env.corr = corr;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_ERROR;
+    env.error = &e;
+    sl__send(n, rid, rid_len, &env);
+}
+
+/* --- the socket thread -------------------------------------------------- */
+
+/* Read one whole message from the router into a new sl__in_t. */
+static sl__in_t *s_read_one(sl__node_t *n)
+{
+    zmq_msg_t part;
+    sl__in_t *m = calloc(1, sizeof *m);
+    if (!m)
+        abort();
+    int frames = 0;
+    size_t body_len = 0;
+    uint8_t *body = NULL;
+    bool too_big = false;
+    int more;
+    do {
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, n->router, frames ? 0 : ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&part);
+            free(body);
+            free(m);
+            return NULL;
+        }
+        size_t len = zmq_msg_size(&part);
+        if (frames == 0) {
+            m->rid_len = len <= SL__RID_MAX ? len : SL__RID_MAX;
+            memcpy(m->rid, zmq_msg_data(&part), m->rid_len);
+        } else if (frames == 1) {
+            if (len > n->o.max_frame) {
+                too_big = true;
+            } else {
+                body = malloc(len ? len : 1);
+                if (!body)
+                    abort();
+                memcpy(body, zmq_msg_data(&part), len);
+                body_len = len;
+            }
+        }
+        frames++;
+        more = zmq_msg_more(&part);
+        zmq_msg_close(&part);
+    } while (more);
+
+    if (frames != 2 || too_big) {
+        m->kind = SL__IN_BAD;
+        m->err = too_big ? SL_ELIMIT : SL_EINVAL;
+    } else {
+        m->env = sluice__v1__envelope__unpack(NULL, body_len, body);
+        m->kind = m->env ? SL__IN_ENV : SL__IN_BAD;
+        m->err = m->env ? SL_OK : SL_EINVAL;
+    }
+    free(body);
+    return m;
+}
+
+static void s_write_out(sl__node_t *n, sl__out_t *o)
+{
+    /* Unknown or departed peers: ROUTER drops the message, which is what
+     * we want for a peer that is gone. */
+    zmq_send(n->router, o->rid, o->rid_len, ZMQ_SNDMORE);
+    zmq_send(n->router, o->buf, o->len, 0);
+    free(o);
+}
+
+static void *s_io_main(void *arg)
+{
+    sl__node_t *n = arg;
+    int out_fd = sl_chan_fd(n->outbound, SL_CHAN_READABLE);
+    int in_fd = sl_chan_fd(n->inbound, SL_CHAN_WRITABLE);
+    sl__in_t *pending = NULL; /* read, but inbound was full */
+    for (;;) {
+        zmq_pollitem_t items[3] = {
+            {.socket = pending ? NULL : n->router, .fd = pending ? in_fd : 0, .events = ZMQ_POLLIN},
+            {.socket = NULL, .fd = out_fd, .events = ZMQ_POLLIN},
+            {.socket = NULL, .fd = n->stop_pipe[0], .events = ZMQ_POLLIN},
+        };
+        if (zmq_poll(items, 3, -1) < 0 && zmq_errno() != EINTR)
+            break;
+        void *v;
+        while (sl_poll(n->outbound, &v) == SL_OK)
+            s_write_out(n, v);
+        if (pending && sl_offer(n->inbound, pending) == SL_OK)
+            pending = NULL;
+        for (int i = 0; !pending && i < SL__READ_BURST; i++) {
+            sl__in_t *m = s_read_one(n);
+            if (!m)
+                break;
+            if (sl_offer(n->inbound, m) != SL_OK)
+                pending = m;
+        }
+        if (items[2].revents & ZMQ_POLLIN && atomic_load(&n->stopping) == 2) {
+            while (sl_poll(n->outbound, &v) == SL_OK)
+                s_write_out(n, v);
+            break;
+        }
+    }
+    if (pending) {
+        sluice__v1__envelope__free_unpacked(pending->env, NULL);
+        free(pending);
+    }
+    return NULL;
+}
+
+/* --- peers -------------------------------------------------------------- */
+
+static sl__peer_t *s_peer(sl__node_t *n, const uint8_t *rid, size_t len)
+{
+    sl__peer_t *p = sl__map_get(n->peers, rid, len);
+    if (!p) {
+        p = calloc(1, sizeof *p);
+        if (!p || sl__map_put(n->peers, rid, len, p) != SL_OK)
+            abort();
+        memcpy(p->rid, rid, len);
+        p->rid_len = len;
+    }
+    p->last_seen = sl__mono_ms();
+    return p;
+}
+
+static void s_peer_drop(sl__node_t *n, sl__peer_t *p)
+{
+    while (p->consumers) {
+        sl__consumer_t *c = p->consumers;
+        p->consumers = c->pnext;
+        sl__consumer_drop(n, c);
+    }
+    sl__map_del(n->peers, p->rid, p->rid_len);
+    free(p);
+}
+
+static sl__consumer_t *s_consumer(sl__peer_t *p, sl__queue_t *q)
+{
+    for (sl__consumer_t *c = p->consumers; c; c = c->pnext)
+        if (c->q == q)
+            return c;
+    return NULL;
+}
+
+static sl__consumer_t *s_consumer_new(sl__peer_t *p, sl__queue_t *q)
+{
+    sl__consumer_t *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->peer = p;
+    c->q = q;
+    c->pnext = p->consumers;
+    p->consumers = c;
+    c->qnext = q->consumers;
+    q->consumers = c;
+    q->nconsumers++;
+    return c;
+}
+
+typedef struct {
+    sl__node_t *n;
+    sl__peer_t **gone;
+    size_t ngone, cap;
+    int64_t now;
+} sl__sweep_t;
+
+static void s_sweep_one(const void *k, size_t len, void *val, void *arg)
+{
+    (void)k;
+    (void)len;
+    sl__sweep_t *s = arg;
+    sl__peer_t *p = val;
+    if (p->local)
+        return;
+    if (s->now - p->last_seen > 3 * s->n->o.heartbeat_ms) {
+        if (s->ngone == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 16;
+            s->gone = realloc(s->gone, s->cap * sizeof *s->gone);
+            if (!s->gone)
+                abort();
+        }
+        s->gone[s->ngone++] = p;
+        return;
+    }
+    Sluice__V1__Heartbeat hb = SLUICE__V1__HEARTBEAT__INIT;
+    hb.node_id = s->n->node_id;
+    hb.epoch = s->n->epoch;
+    hb.sent_ms = sl__wall_ms();
+    hb.interval_ms = (uint32_t)s->n->o.heartbeat_ms;
+    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    sl__send(s->n, p->rid, p->rid_len, &env);
+}
+
+/* Heartbeat every live peer; forget the silent ones. */
+static void s_heartbeat(sl__node_t *n)
+{
+    sl__sweep_t s = {.n = n, .now = sl__mono_ms()};
+    sl__map_each(n->peers, s_sweep_one, &s);
+    for (size_t i = 0; i < s.ngone; i++)
+        s_peer_drop(n, s.gone[i]);
+    free(s.gone);
+}
+
+/* --- admin --------------------------------------------------------------- */
+
+typedef struct {
+    Sluice__V1__QueueStats *stats;
+    Sluice__V1__QueueStats **ptrs;
+    size_t n;
+} sl__stats_acc_t;
+
+static void s_stats_one(const void *k, size_t len, void *val, void *arg)
+{
+    (void)k;
+    (void)len;
+    sl__stats_acc_t *a = arg;
+    sl__queue_stats(val, &a->stats[a->n]);
+    a->ptrs[a->n] = &a->stats[a->n];
+    a->n++;
+}
+
+static void s_admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a)
+{
+    Sluice__V1__AdminReply r = SLUICE__V1__ADMIN_REPLY__INIT;
+    Sluice__V1__Error e = SLUICE__V1__ERROR__INIT;
+    r.node_id = n->node_id;
+    r.epoch = n->epoch;
+    r.peers = sl__map_size(n->peers);
+    sl__queue_t *q = NULL;
+    bool one = a->queue && a->queue[0];
+    if (one)
+        q = sl__queue_get(n, a->queue, false, NULL);
+    if (a->op != SLUICE__V1__ADMIN__OP__STATS) {
+        if (!q) {
+            e.code = one ? SLUICE__V1__ERROR__CODE__BAD_QUEUE : SLUICE__V1__ERROR__CODE__BAD_MESSAGE;
+            e.text = one ? "no such queue" : "queue required";
+            r.error = &e;
+        } else if (a->op == SLUICE__V1__ADMIN__OP__PAUSE) {
+            q->paused = true;
+        } else if (a->op == SLUICE__V1__ADMIN__OP__RESUME) {
+            q->paused = false;
+            q->draining = false;
+        } else if (a->op == SLUICE__V1__ADMIN__OP__DRAIN) {
+            q->draining = true;
+        }
+        if (q)
+            sl__queue_wake(q);
+    }
+    size_t cap = one ? 1 : sl__map_size(n->queues);
+    sl__stats_acc_t acc = {calloc(cap + 1, sizeof *acc.stats), calloc(cap + 1, sizeof *acc.ptrs), 0};
+    if (!acc.stats || !acc.ptrs)
+        abort();
+    if (one && q)
+        s_stats_one(NULL, 0, q, &acc);
+    else if (!one)
+        sl__map_each(n->queues, s_stats_one, &acc);
+    if (one && !q && a->op == SLUICE__V1__ADMIN__OP__STATS) {
+        e.code = SLUICE__V1__ERROR__CODE__BAD_QUEUE;
+        e.text = "no such queue";
+        r.error = &e;
+    }
+    r.n_queues = acc.n;
+    r.queues = acc.ptrs;
+    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+    env.corr = corr;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_ADMIN_REPLY;
+    env.admin_reply = &r;
+    sl__send(n, p->rid, p->rid_len, &env);
+    free(acc.stats);
+    free(acc.ptrs);
+}
+
+/* --- message dispatch ----------------------------------------------------- */
+
+static void s_lease_reply(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Lease *l,
+                          Sluice__V1__Error__Code code, const char *text)
+{
+    Sluice__V1__LeaseReply r = SLUICE__V1__LEASE_REPLY__INIT;
+    Sluice__V1__Error e = SLUICE__V1__ERROR__INIT;
+    r.lease = l;
+    if (code != SLUICE__V1__ERROR__CODE__UNKNOWN) {
+        e.code = code;
+        e.text = (char *)text;
+        r.error = &e;
+    }
+    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+    env.corr = corr;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_LEASE_REPLY;
+    env.lease_reply = &r;
+    sl__send(n, p->rid, p->rid_len, &env);
+}
+
+static const char *s_code_text(Sluice__V1__Error__Code c)
+{
+    return c == SLUICE__V1__ERROR__CODE__BAD_ID ? "lease job id must be 16 bytes"
+                                                : "stale lease: not held, expired or superseded";
+}
+
+static void s_publish(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Publish *pub)
+{
+    sl__pubctx_t *ctx = calloc(1, sizeof *ctx);
+    size_t k = pub->n_jobs;
+    if (!ctx || !(ctx->confirms = calloc(k + 1, sizeof *ctx->confirms)) ||
+        !(ctx->reasons = calloc(k + 1, sizeof *ctx->reasons)))
+        abort();
+    memcpy(ctx->rid, p->rid, p->rid_len);
+    ctx->rid_len = p->rid_len;
+    ctx->corr = corr;
+    ctx->n = k;
+    ctx->remaining = k + 1; /* +1: settled below, after every job is placed */
+    for (size_t i = 0; i < k; i++) {
+        sluice__v1__job_confirm__init(&ctx->confirms[i]);
+        Sluice__V1__Job *j = pub->jobs[i];
+        size_t idl = j ? j->id.len : 0;
+        ctx->confirms[i].id.data = malloc(idl ? idl : 1);
+        if (!ctx->confirms[i].id.data)
+            abort();
+        if (idl)
+            memcpy(ctx->confirms[i].id.data, j->id.data, idl);
+        ctx->confirms[i].id.len = idl;
+    }
+    for (size_t i = 0; i < k; i++) {
+        Sluice__V1__Job *j = pub->jobs[i];
+        pub->jobs[i] = NULL; /* the job now belongs to the queue */
+        sl__queue_publish(n, j, ctx, i);
+    }
+    /* The extra count kept the confirm from going out half-built. */
+    if (--ctx->remaining == 0)
+        sl__pub_send(n, ctx);
+}
+
+static void s_handle_env(sl__node_t *n, sl__in_t *m)
+{
+    Sluice__V1__Envelope *env = m->env;
+    sl__peer_t *p = s_peer(n, m->rid, m->rid_len);
+    Sluice__V1__Error__Code code = SLUICE__V1__ERROR__CODE__UNKNOWN;
+    int err = SL_OK;
+    switch (env->body_case) {
+    case SLUICE__V1__ENVELOPE__BODY_PUBLISH:
+        s_publish(n, p, env->corr, env->publish);
+        break;
+    case SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE: {
+        Sluice__V1__Subscribe *s = env->subscribe;
+        sl__queue_t *q = sl__queue_get(n, s->queue ? s->queue : "", true, &err);
+        if (!q) {
+            sl__send_error(n, p->rid, p->rid_len, env->corr, SLUICE__V1__ERROR__CODE__BAD_QUEUE,
+                           "invalid queue name '%.128s'", s->queue ? s->queue : "");
+            break;
+        }
+        sl__consumer_t *c = s_consumer(p, q);
+        if (!c)
+            c = s_consumer_new(p, q);
+        c->credit = s->credit;
+        sl__queue_wake(q);
+        break;
+    }
+    case SLUICE__V1__ENVELOPE__BODY_CREDIT: {
+        Sluice__V1__Credit *cr = env->credit;
+        sl__queue_t *q = sl__queue_get(n, cr->queue ? cr->queue : "", false, NULL);
+        sl__consumer_t *c = q ? s_consumer(p, q) : NULL;
+        if (!c) {
+            sl__send_error(n, p->rid, p->rid_len, env->corr,
+                           SLUICE__V1__ERROR__CODE__NOT_SUBSCRIBED, "not subscribed to '%.128s'",
+                           cr->queue ? cr->queue : "");
+            break;
+        }
+        uint64_t credit = (uint64_t)c->credit + cr->credit;
+        c->credit = credit > 1000000 ? 1000000 : (uint32_t)credit;
+        sl__queue_wake(q);
+        break;
+    }
+    case SLUICE__V1__ENVELOPE__BODY_UNSUBSCRIBE: {
+        const char *qn = env->unsubscribe->queue ? env->unsubscribe->queue : "";
+        sl__queue_t *q = sl__queue_get(n, qn, false, NULL);
+        sl__consumer_t *c = q ? s_consumer(p, q) : NULL;
+        if (c) {
+            sl__consumer_t **pp = &p->consumers;
+            while (*pp != c)
+                pp = &(*pp)->pnext;
+            *pp = c->pnext;
+            sl__consumer_drop(n, c);
+        }
+        break;
+    }
+    case SLUICE__V1__ENVELOPE__BODY_ACK:
+        for (size_t i = 0; i < env->ack->n_items; i++) {
+            Sluice__V1__AckItem *it = env->ack->items[i];
+            if (sl__queue_ack(n, it ? it->lease : NULL, &code) != SL_OK)
+                s_lease_reply(n, p, env->corr, it ? it->lease : NULL, code, s_code_text(code));
+        }
+        break;
+    case SLUICE__V1__ENVELOPE__BODY_FAIL:
+        if (sl__queue_fail(n, env->fail->lease, env->fail->retryable, env->fail->error, &code) !=
+            SL_OK)
+            s_lease_reply(n, p, env->corr, env->fail->lease, code, s_code_text(code));
+        break;
+    case SLUICE__V1__ENVELOPE__BODY_TOUCH: {
+        Sluice__V1__Lease out;
+        if (sl__queue_touch(n, env->touch->lease, env->touch->extend_ms, &out, &code) != SL_OK)
+            s_lease_reply(n, p, env->corr, env->touch->lease, code, s_code_text(code));
+        else
+            s_lease_reply(n, p, env->corr, &out, SLUICE__V1__ERROR__CODE__UNKNOWN, NULL);
+        break;
+    }
+    case SLUICE__V1__ENVELOPE__BODY_HEARTBEAT:
+        break; /* last_seen already refreshed */
+    case SLUICE__V1__ENVELOPE__BODY_ADMIN:
+        s_admin(n, p, env->corr, env->admin);
+        break;
+    default:
+        n->bad_messages++;
+        sl__send_error(n, p->rid, p->rid_len, env->corr, SLUICE__V1__ERROR__CODE__UNKNOWN_KIND,
+                       "unexpected message kind %d", (int)env->body_case);
+        break;
+    }
+}
+
+/* --- in-process handlers ---------------------------------------------------- */
+
+static void s_local_result(sl__node_t *n, sl__local_job_t *lj, int verdict)
+{
+    sl__in_t *m = calloc(1, sizeof *m);
+    if (!m)
+        abort();
+    m->kind = verdict == SL_NODE_ACK     ? SL__IN_LOCAL_ACK
+              : verdict == SL_NODE_RETRY ? SL__IN_LOCAL_RETRY
+                                         : SL__IN_LOCAL_FAIL;
+    memcpy(m->job_id, lj->id, 16);
+    m->lease_id = lj->lease_id;
+    if (sl_put(n->inbound, m) != SL_OK)
+        free(m);
+}
+
+static void *s_local_worker(void *arg)
+{
+    sl__reg_t *r = arg;
+    void *v;
+    while (sl_take(r->jobs, &v) == SL_OK) {
+        sl__local_job_t *lj = v;
+        int verdict = r->fn(&lj->view, r->arg);
+        s_local_result(r->node, lj, verdict);
+        sluice__v1__job__free_unpacked(lj->pb, NULL);
+        free(lj);
+    }
+    return NULL;
+}
+
+static void s_register(sl__node_t *n, sl__reg_t *r)
+{
+    int err = SL_OK;
+    sl__queue_t *q = sl__queue_get(n, r->queue, true, &err);
+    if (q) {
+        sl__consumer_t *c = s_consumer(n->local_peer, q);
+        if (c) {
+            err = SL_ESTATE; /* one in-process handler per queue */
+        } else {
+            c = s_consumer_new(n->local_peer, q);
+            c->local = sl_chan_ref(r->jobs);
+            c->credit = (uint32_t)r->concurrency;
+            for (int i = 0; i < r->concurrency && err == SL_OK; i++) {
+                bool ok = (r->flags & SL_NODE_BLOCKING)
+                              ? (sl_thread(s_local_worker, r) != NULL)
+                              : (sl_go_ex(s_local_worker, r, SL_GO_SPREAD, 0, &err) != NULL);
+                if (!ok && err == SL_OK)
+                    err = SL_ENOMEM;
+            }
+            sl__queue_wake(q);
+        }
+    }
+    sl_offer(r->done, (void *)(intptr_t)err);
+}
+
+static void s_local_settle(sl__node_t *n, sl__in_t *m)
+{
+    sl__job_t *j = sl__map_get(n->jobs, m->job_id, 16);
+    sl__consumer_t *c = j ? j->holder : NULL;
+    Sluice__V1__Lease l = SLUICE__V1__LEASE__INIT;
+    l.job_id.data = m->job_id;
+    l.job_id.len = 16;
+    l.lease_id = m->lease_id;
+    l.epoch = n->epoch;
+    Sluice__V1__Error__Code code;
+    if (m->kind == SL__IN_LOCAL_ACK)
+        sl__queue_ack(n, &l, &code);
+    else
+        sl__queue_fail(n, &l, m->kind == SL__IN_LOCAL_RETRY, "handler failed", &code);
+    if (c && c->local) { /* local consumers get their credit back by themselves */
+        c->credit++;
+        sl__queue_wake(c->q);
+    }
+}
+
+/* --- the engine ------------------------------------------------------------- */
+
+static void s_handle(sl__node_t *n, sl__in_t *m)
+{
+    switch (m->kind) {
+    case SL__IN_ENV:
+        s_handle_env(n, m);
+        break;
+    case SL__IN_BAD:
+        n->bad_messages++;
+        if (m->rid_len) {
+            s_peer(n, m->rid, m->rid_len);
+            sl__send_error(n, m->rid, m->rid_len, 0, SLUICE__V1__ERROR__CODE__BAD_MESSAGE,
+                           m->err == SL_ELIMIT ? "message exceeds max-frame %" PRIu64 " bytes"
+                                               : "undecodable message (max-frame %" PRIu64 ")",
+                           n->o.max_frame);
+        }
+        break;
+    case SL__IN_LOCAL_ACK:
+    case SL__IN_LOCAL_FAIL:
+    case SL__IN_LOCAL_RETRY:
+        s_local_settle(n, m);
+        break;
+    case SL__IN_REGISTER:
+        s_register(n, m->ptr);
+        break;
+    default:
+        break;
+    }
+    sluice__v1__envelope__free_unpacked(m->env, NULL);
+    free(m);
+}
+
+static void s_run_timers(sl__node_t *n)
+{
+    int64_t now = sl__mono_ms();
+    while (n->heap_n && n->heap[0].when <= now) {
+        sl__tmr_t t = n->heap[0];
+        n->heap[0] = n->heap[--n->heap_n];
+        for (size_t i = 0;;) { /* sift down */
+            size_t l = 2 * i + 1, r = l + 1, m = i;
+            if (l < n->heap_n && n->heap[l].when < n->heap[m].when)
+                m = l;
+            if (r < n->heap_n && n->heap[r].when < n->heap[m].when)
+                m = r;
+            if (m == i)
+                break;
+            sl__tmr_t x = n->heap[m];
+            n->heap[m] = n->heap[i];
+            n->heap[i] = x;
+            i = m;
+        }
+        sl__queue_timer(n, &t);
+    }
+}
+
+typedef struct {
+    sl_node_report_t *r;
+} sl__count_t;
+
+static void s_count_queue(const void *k, size_t len, void *val, void *arg)
+{
+    (void)k;
+    (void)len;
+    sl__queue_t *q = val;
+    sl_node_report_t *r = arg;
+    r->ready += q->ready;
+    r->delayed += q->delayed;
+    r->in_flight += q->in_flight;
+    r->dead += q->dead;
+    r->waiting_publishes += q->waiting;
+}
+
+static void s_wake_queue(const void *k, size_t len, void *val, void *arg)
+{
+    (void)k;
+    (void)len;
+    (void)arg;
+    sl__queue_wake(val);
+}
+
+static void *s_engine_main(void *arg)
+{
+    sl__node_t *n = arg;
+    n->last_heartbeat = sl__mono_ms();
+    for (;;) {
+        int64_t now = sl__mono_ms();
+        int64_t next = n->last_heartbeat + n->o.heartbeat_ms;
+        if (n->heap_n && n->heap[0].when < next)
+            next = n->heap[0].when;
+        if (n->stopping && n->stop_deadline < next)
+            next = n->stop_deadline;
+        void *v;
+        int rc = sl_take_until(n->inbound, &v, sl_now() + (next - now) * 1000000);
+        if (rc == SL_OK) {
+            s_handle(n, v);
+            for (int i = 0; i < SL__READ_BURST && sl_poll(n->inbound, &v) == SL_OK; i++)
+                s_handle(n, v);
+        }
+        s_run_timers(n);
+        if (sl__mono_ms() - n->last_heartbeat >= n->o.heartbeat_ms) {
+            n->last_heartbeat = sl__mono_ms();
+            s_heartbeat(n);
+        }
+        if (n->stopping) {
+            sl_node_report_t r = {0};
+            sl__map_each(n->queues, s_count_queue, &r);
+            if (r.in_flight == 0 || sl__mono_ms() >= n->stop_deadline) {
+                n->report = r;
+                n->stop_rc = r.in_flight ? SL_ETIMEDOUT : SL_OK;
+                break;
+            }
+        }
+    }
+    sl__map_each(n->queues, s_wake_queue, NULL); /* delivery coroutines exit */
+    return NULL;
+}
+
+/* --- lifecycle -------------------------------------------------------------- */
+
+sl__node_t *s_node_alloc(void);
+
+sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
+{
+    sl_node_opts_t d;
+    sl_node_opts_default(&d);
+    const sl_node_opts_t *o = opts ? opts : &d;
+    int rc = SL_EINVAL;
+    if (!o->endpoint || o->heartbeat_ms < 10 || o->lease_ms < 10 || o->max_length < 1 ||
+        o->max_attempts < 1 || o->backoff_base_ms < 1 || o->backoff_max_ms < o->backoff_base_ms ||
+        o->max_frame < 1024 || o->max_job < 1 || o->max_job > o->max_frame ||
+        (unsigned)o->overflow > SL_OVERFLOW_DROP_OLDEST)
+        goto fail;
+    rc = SL_ENOMEM;
+    sl__node_t *n = calloc(1, sizeof *n);
+    if (!n)
+        goto fail;
+    n->o = *o;
+    n->stop_pipe[0] = n->stop_pipe[1] = -1;
+    char host[128] = "node";
+    gethostname(host, sizeof host - 1);
+    char idbuf[200];
+    snprintf(idbuf, sizeof idbuf, "%s:%d", host, (int)getpid());
+    n->endpoint = strdup(o->endpoint);
+    n->node_id = strdup(o->node_id ? o->node_id : idbuf);
+    n->queues = sl__map_new();
+    n->jobs = sl__map_new();
+    n->peers = sl__map_new();
+    n->keys = sl__map_new();
+    n->inbound = sl_chan_new(SL_BUF_FIXED, SL__INBOUND_CAP);
+    n->outbound = sl_chan_new(SL_BUF_FIXED, SL__OUTBOUND_CAP);
+    n->local_peer = calloc(1, sizeof *n->local_peer);
+    if (!n->endpoint || !n->node_id || !n->queues || !n->jobs || !n->peers || !n->keys ||
+        !n->inbound || !n->outbound || !n->local_peer) {
+        sl_node_destroy((sl_node_t **)&n);
+        goto fail;
+    }
+    n->local_peer->local = true;
+    /* Epoch: random, so restarts of the same node differ. */
+    if (getrandom(&n->epoch, sizeof n->epoch, 0) != sizeof n->epoch)
+        n->epoch = (uint64_t)sl_now() ^ ((uint64_t)getpid() << 32);
+    n->epoch |= 1;
+    return (sl_node_t *)n;
+fail:
+    if (err)
+        *err = rc;
+    return NULL;
+}
+
+int sl_node_start(sl_node_t *self)
+{
+    sl__node_t *n = (sl__node_t *)self;
+    if (n->running)
+        return SL_ESTATE;
+    n->zctx = zmq_ctx_new();
+    n->router = n->zctx ? zmq_socket(n->zctx, ZMQ_ROUTER) : NULL;
+    if (!n->router)
+        return SL_ESYS;
+    int linger = 0, hwm = 100000;
+    zmq_setsockopt(n->router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(n->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(n->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    int64_t maxmsg = (int64_t)n->o.max_frame + 1024;
+    zmq_setsockopt(n->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_bind(n->router, n->endpoint) != 0)
+        return SL_ESYS;
+    char ep[256];
+    size_t eplen = sizeof ep;
+    if (zmq_getsockopt(n->router, ZMQ_LAST_ENDPOINT, ep, &eplen) == 0) {
+        free(n->endpoint);
+        n->endpoint = strdup(ep);
+        if (!n->endpoint)
+            return SL_ENOMEM;
+    }
+    if (pipe2(n->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        return SL_ESYS;
+    n->engine_done = sl_go_ex(s_engine_main, n, SL_GO_SPREAD, 1, NULL);
+    if (!n->engine_done)
+        return SL_ENOMEM;
+    pthread_t *th = malloc(sizeof *th);
+    if (!th || pthread_create(th, NULL, s_io_main, n) != 0) {
+        free(th);
+        return SL_ESYS;
+    }
+    n->io_thread = th;
+    n->running = 1;
+    return SL_OK;
+}
+
+const char *sl_node_endpoint(sl_node_t *self)
+{
+    return ((sl__node_t *)self)->endpoint;
+}
+
+uint64_t sl_node_epoch(sl_node_t *self)
+{
+    return ((sl__node_t *)self)->epoch;
+}
+
+int sl_node_handle(sl_node_t *self, const char *queue, int concurrency, sl_node_handler_fn fn,
+                   void *arg, int flags)
+{
+    sl__node_t *n = (sl__node_t *)self;
+    if (!n->running || !queue || !fn || concurrency < 1 || concurrency > 10000)
+        return n->running ? SL_EINVAL : SL_ESTATE;
+    sl__reg_t *r = calloc(1, sizeof *r);
+    sl__reg_t **regs = realloc(n->regs, (n->nregs + 1) * sizeof *regs);
+    if (!r || !regs) {
+        free(r);
+        return SL_ENOMEM;
+    }
+    n->regs = regs;
+    r->node = n;
+    r->queue = strdup(queue);
+    r->concurrency = concurrency;
+    r->fn = fn;
+    r->arg = arg;
+    r->flags = flags;
+    r->jobs = sl_chan_new(SL_BUF_FIXED, (size_t)concurrency);
+    r->done = sl_chan_new(SL_BUF_PROMISE, 0);
+    sl__in_t *m = calloc(1, sizeof *m);
+    if (!r->queue || !r->jobs || !r->done || !m) {
+        free(r->queue);
+        sl_chan_destroy(&r->jobs);
+        sl_chan_destroy(&r->done);
+        free(r);
+        free(m);
+        return SL_ENOMEM;
+    }
+    n->regs[n->nregs++] = r;
+    m->kind = SL__IN_REGISTER;
+    m->ptr = r;
+    int rc = sl_put(n->inbound, m);
+    if (rc != SL_OK) {
+        free(m);
+        return rc;
+    }
+    void *v;
+    rc = sl_take(r->done, &v);
+    return rc == SL_OK ? (int)(intptr_t)v : rc;
+}
+
+int sl_node_stop(sl_node_t *self, int64_t timeout_ms, sl_node_report_t *left)
+{
+    sl__node_t *n = (sl__node_t *)self;
+    if (!n->running)
+        return SL_ESTATE;
+    n->stop_deadline = sl__mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    atomic_store(&n->stopping, 1);
+    sl__in_t *m = calloc(1, sizeof *m);
+    if (m) {
+        m->kind = SL__IN_WAKE;
+        if (sl_put(n->inbound, m) != SL_OK)
+            free(m);
+    }
+    void *v;
+    sl_take(n->engine_done, &v);
+    atomic_store(&n->stopping, 2);
+    ssize_t w = write(n->stop_pipe[1], "x", 1);
+    (void)w;
+    pthread_join(*(pthread_t *)n->io_thread, NULL);
+    free(n->io_thread);
+    n->io_thread = NULL;
+    for (size_t i = 0; i < n->nregs; i++)
+        sl_chan_close(n->nregs ? n->regs[i]->jobs : NULL);
+    n->running = 0;
+    if (left)
+        *left = n->report;
+    return n->stop_rc;
+}
+
+static void s_free_job(const void *k, size_t len, void *val, void *arg)
+{
+    (void)k;
+    (void)len;
+    (void)arg;
+    sl__job_t *j = val;
+    if (j->pub)
+        j->pub = NULL; /* the confirm is never sent: the node is gone */
+    sl__job_free(j);
+}
+
+static void s_free_queue(const void *k, size_t len, void *val, void *arg)
+{
+    (void)k;
+    (void)len;
+    (void)arg;
+    sl__queue_t *q = val;
+    while (q->consumers) {
+        sl__consumer_t *c = q->consumers;
+        q->consumers = c->qnext;
+        sl_chan_destroy(&c->local);
+        free(c);
+    }
+    sl__queue_free(q);
+}
+
+static void s_free_peer(const void *k, size_t len, void *val, void *arg)
+{
+    (void)k;
+    (void)len;
+    (void)arg;
+    free(val);
+}
+
+void sl_node_destroy(sl_node_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sl__node_t *n = (sl__node_t *)*self_p;
+    *self_p = NULL;
+    if (n->running)
+        sl_node_stop((sl_node_t *)n, 0, NULL);
+    if (n->router)
+        zmq_close(n->router);
+    if (n->zctx)
+        zmq_ctx_term(n->zctx);
+    void *v;
+    while (n->inbound && sl_poll(n->inbound, &v) == SL_OK) {
+        sl__in_t *m = v;
+        sluice__v1__envelope__free_unpacked(m->env, NULL);
+        free(m);
+    }
+    while (n->outbound && sl_poll(n->outbound, &v) == SL_OK)
+        free(v);
+    if (n->jobs)
+        sl__map_each(n->jobs, s_free_job, NULL);
+    if (n->queues)
+        sl__map_each(n->queues, s_free_queue, NULL);
+    if (n->peers)
+        sl__map_each(n->peers, s_free_peer, NULL);
+    sl__map_destroy(&n->jobs);
+    sl__map_destroy(&n->queues);
+    sl__map_destroy(&n->peers);
+    sl__map_destroy(&n->keys);
+    for (size_t i = 0; i < n->nregs; i++) {
+        sl__reg_t *r = n->regs[i];
+        free(r->queue);
+        sl_chan_destroy(&r->jobs);
+        sl_chan_destroy(&r->done);
+        free(r);
+    }
+    free(n->regs);
+    free(n->local_peer);
+    free(n->heap);
+    sl_chan_destroy(&n->inbound);
+    sl_chan_destroy(&n->outbound);
+    sl_chan_destroy(&n->engine_done);
+    for (int i = 0; i < 2; i++)
+        if (n->stop_pipe[i] >= 0)
+            close(n->stop_pipe[i]);
+    free(n->endpoint);
+    free(n->node_id);
+    free(n);
+}

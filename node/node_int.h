@@ -1,0 +1,209 @@
+/* node_int.h -- the node's internal objects, shared by node.c (lifecycle,
+ * socket thread, engine loop, peers) and queue.c (queues, jobs, leases,
+ * delivery).
+ *
+ * Concurrency: the engine coroutine and every queue's delivery coroutine
+ * run on one worker (they are spawned from the engine without
+ * SL_GO_SPREAD), so they interleave only where they park and share the
+ * structures below without locks. The socket thread and in-process
+ * handlers talk to them through channels only. */
+#ifndef SLUICE_NODE_INT_H
+#define SLUICE_NODE_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "map.h"
+#include "sluice.pb-c.h"
+#include "sluice/chan.h"
+#include "sluice/node.h"
+
+#define SL__LEVELS 10
+#define SL__RID_MAX 256
+#define SL__BATCH_MAX 64
+
+typedef struct sl__node sl__node_t;
+typedef struct sl__queue sl__queue_t;
+typedef struct sl__peer sl__peer_t;
+typedef struct sl__consumer sl__consumer_t;
+typedef struct sl__job sl__job_t;
+typedef struct sl__pubctx sl__pubctx_t;
+
+/* Job lifecycle (docs/protocol.md "Job states"):
+ *
+ *   WAITING --s_admit--> READY --s_deliver--> LEASED --s_ack--> (done)
+ *     (block policy)     ^  ^                   |  \--s_fail--> RETRY --timer--> READY
+ *   DELAYED --timer------'  '----lease expiry/peer gone---'        \--> DEAD
+ */
+enum { SL__J_WAITING = 1, SL__J_DELAYED, SL__J_READY, SL__J_LEASED, SL__J_RETRY, SL__J_DEAD };
+
+struct sl__job {
+    Sluice__V1__Job *pb;        /* owned; freed with the job               */
+    sl__queue_t *q;
+    int state;
+    uint64_t lease_id;
+    int64_t lease_expires;      /* monotonic ms                            */
+    sl__consumer_t *holder;     /* LEASED                                  */
+    sl__job_t *lprev, *lnext;   /* holder's lease list / queue's lists     */
+    uint64_t timer_gen;         /* bumps invalidate armed timers           */
+    char *dead_reason;
+    sl__pubctx_t *pub;          /* WAITING: the publish awaiting a confirm */
+    size_t pub_index;
+    int64_t ttl_at;             /* monotonic ms, 0 = none                  */
+};
+
+/* A Publish whose confirm waits for blocked jobs. */
+struct sl__pubctx {
+    uint8_t rid[SL__RID_MAX];
+    size_t rid_len;
+    uint64_t corr;
+    size_t n, remaining;
+    Sluice__V1__JobConfirm *confirms; /* n entries                          */
+    char **reasons;                   /* owned strings, n entries           */
+};
+
+struct sl__consumer {
+    sl__peer_t *peer;
+    sl__queue_t *q;
+    uint32_t credit;
+    uint64_t leased;
+    sl__job_t *leases;          /* list through lprev/lnext                */
+    sl__consumer_t *qnext;      /* queue's consumer list                   */
+    sl__consumer_t *pnext;      /* peer's consumer list                    */
+    sl_chan_t *local;           /* in-process consumer: its delivery chan  */
+};
+
+struct sl__peer {
+    uint8_t rid[SL__RID_MAX];
+    size_t rid_len;
+    int64_t last_seen;          /* monotonic ms                            */
+    sl__consumer_t *consumers;
+    bool local;
+};
+
+struct sl__queue {
+    char *name;
+    sl__node_t *node;
+    sl_chan_t *levels[SL__LEVELS];   /* ready jobs by priority, lazily made */
+    sl_chan_t *wake;                 /* fixed(1): credit, pause, stop        */
+    sl__consumer_t *consumers;
+    sl__consumer_t *rr;              /* next consumer to try                 */
+    sl__job_t *held;                 /* taken but not yet deliverable        */
+    sl__job_t *wait_head, *wait_tail;/* WAITING (block policy), FIFO          */
+    sl__job_t *dead_head, *dead_tail;/* DEAD, FIFO, bounded                   */
+    uint64_t ready, delayed, in_flight, dead, waiting;
+    uint64_t published, delivered, acked, failed, retried, dropped, expired;
+    uint32_t nconsumers;
+    bool paused, draining;
+    bool running;                    /* delivery coroutine alive            */
+};
+
+/* Messages from the socket thread and in-process handlers to the engine. */
+enum { SL__IN_ENV = 1, SL__IN_BAD, SL__IN_LOCAL_ACK, SL__IN_LOCAL_FAIL, SL__IN_LOCAL_RETRY,
+       SL__IN_REGISTER, SL__IN_WAKE };
+typedef struct {
+    int kind;
+    uint8_t rid[SL__RID_MAX];
+    size_t rid_len;
+    Sluice__V1__Envelope *env;  /* SL__IN_ENV: owned by the message          */
+    int err;                    /* SL__IN_BAD: why                           */
+    uint8_t job_id[16];         /* SL__IN_LOCAL_*                            */
+    uint64_t lease_id;
+    void *ptr;                  /* SL__IN_REGISTER: sl__reg_t *              */
+} sl__in_t;
+
+/* An in-process handler registration (sl_node_handle). */
+typedef struct {
+    sl__node_t *node;
+    char *queue;
+    int concurrency;
+    sl_node_handler_fn fn;
+    void *arg;
+    int flags;
+    sl_chan_t *jobs;            /* the local consumer's deliveries          */
+    sl_chan_t *done;            /* promise: registration result             */
+} sl__reg_t;
+
+/* Encoded frames for the socket thread to send. */
+typedef struct {
+    uint8_t rid[SL__RID_MAX];
+    size_t rid_len;
+    size_t len;
+    uint8_t buf[];
+} sl__out_t;
+
+/* In-process delivery (sl_node_handle). */
+typedef struct {
+    sl__node_t *node;
+    sl_node_job_t view;
+    uint8_t id[16];
+    uint64_t lease_id;
+    Sluice__V1__Job *pb;        /* a copy owned by the delivery            */
+} sl__local_job_t;
+
+/* Timer heap entry (engine-owned, lazy deletion by generation). */
+enum { SL__T_DELAY = 1, SL__T_RETRY, SL__T_LEASE };
+typedef struct {
+    int64_t when;
+    sl__job_t *job;
+    uint64_t gen;
+    int kind;
+} sl__tmr_t;
+
+struct sl__node {
+    sl_node_opts_t o;
+    char *endpoint;
+    char *node_id;
+    uint64_t epoch;
+    void *zctx, *router;
+    sl_chan_t *inbound, *outbound;
+    sl_chan_t *engine_done;
+    int stop_pipe[2];           /* wakes the socket thread                 */
+    _Atomic int stopping;       /* 1 draining, 2 closing                   */
+    int running;
+    void *io_thread;            /* pthread_t *                             */
+    sl__map_t *queues, *jobs, *peers, *keys;
+    sl__tmr_t *heap;
+    size_t heap_n, heap_cap;
+    uint64_t next_lease;
+    uint64_t waiting_total;
+    uint64_t bad_messages;
+    int64_t last_heartbeat;
+    sl__peer_t *local_peer;
+    int64_t stop_deadline;      /* monotonic ms, when stopping            */
+    sl_node_report_t report;    /* what remained at stop                  */
+    int stop_rc;
+    sl__reg_t **regs;           /* in-process handlers, freed at destroy  */
+    size_t nregs;
+};
+
+/* queue.c */
+sl__queue_t *sl__queue_get(sl__node_t *n, const char *name, bool create, int *err);
+void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, size_t i);
+void sl__queue_wake(sl__queue_t *q);
+int sl__queue_ack(sl__node_t *n, const Sluice__V1__Lease *l, Sluice__V1__Error__Code *code);
+int sl__queue_fail(sl__node_t *n, const Sluice__V1__Lease *l, bool retryable, const char *error,
+                   Sluice__V1__Error__Code *code);
+int sl__queue_touch(sl__node_t *n, const Sluice__V1__Lease *l, uint32_t extend_ms,
+                    Sluice__V1__Lease *out, Sluice__V1__Error__Code *code);
+void sl__queue_timer(sl__node_t *n, sl__tmr_t *t);
+void sl__consumer_drop(sl__node_t *n, sl__consumer_t *c);
+void sl__queue_stats(sl__queue_t *q, Sluice__V1__QueueStats *out);
+void sl__queue_free(sl__queue_t *q);
+void sl__pub_settle(sl__node_t *n, sl__pubctx_t *ctx, size_t i, int status, const char *reason,
+                    uint32_t retry_after_ms);
+void sl__pub_send(sl__node_t *n, sl__pubctx_t *ctx);
+void sl__job_free(sl__job_t *j);
+void sl__timer_arm(sl__node_t *n, sl__job_t *j, int kind, int64_t when);
+const char *sl__overflow_name(sl_overflow_t o);
+
+/* node.c */
+int64_t sl__mono_ms(void);
+int64_t sl__wall_ms(void);
+void sl__send(sl__node_t *n, const uint8_t *rid, size_t rid_len, Sluice__V1__Envelope *env);
+void sl__send_error(sl__node_t *n, const uint8_t *rid, size_t rid_len, uint64_t corr,
+                    Sluice__V1__Error__Code code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+#endif
