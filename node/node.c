@@ -26,6 +26,7 @@
 
 #include "node_int.h"
 #include "sluice/sched.h"
+#include "sluice/wire.h"
 
 #define SL__INBOUND_CAP 4096
 #define SL__OUTBOUND_CAP 4096
@@ -96,55 +97,28 @@ void sl__send_error(sl__node_t *n, const uint8_t *rid, size_t rid_len, uint64_t 
 
 /* --- the socket thread -------------------------------------------------- */
 
-/* Read one whole message from the router into a new sl__in_t. */
+/* Read one whole message from the router into a new sl__in_t, or NULL
+ * when nothing is waiting. Frame checks and decoding are sl_wire's. */
 static sl__in_t *s_read_one(sl__node_t *n)
 {
-    zmq_msg_t part;
+    sl_wire_msg_t w;
+    int rc = sl_wire_try_recv(n->router, true, n->o.max_frame, &w);
+    if (rc != SL_OK && rc != SL_EPROTO && rc != SL_ETOOBIG)
+        return NULL;
     sl__in_t *m = calloc(1, sizeof *m);
     if (!m)
         abort();
-    int frames = 0;
-    size_t body_len = 0;
-    uint8_t *body = NULL;
-    bool too_big = false;
-    int more;
-    do {
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, n->router, frames ? 0 : ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&part);
-            free(body);
-            free(m);
-            return NULL;
-        }
-        size_t len = zmq_msg_size(&part);
-        if (frames == 0) {
-            m->rid_len = len <= SL__RID_MAX ? len : SL__RID_MAX;
-            memcpy(m->rid, zmq_msg_data(&part), m->rid_len);
-        } else if (frames == 1) {
-            if (len > n->o.max_frame) {
-                too_big = true;
-            } else {
-                body = malloc(len ? len : 1);
-                if (!body)
-                    abort();
-                memcpy(body, zmq_msg_data(&part), len);
-                body_len = len;
-            }
-        }
-        frames++;
-        more = zmq_msg_more(&part);
-        zmq_msg_close(&part);
-    } while (more);
-
-    if (frames != 2 || too_big) {
-        m->kind = SL__IN_BAD;
-        m->err = too_big ? SL_ELIMIT : SL_EINVAL;
+    memcpy(m->rid, w.rid, w.rid_len);
+    m->rid_len = w.rid_len;
+    if (rc == SL_OK) {
+        m->kind = SL__IN_ENV;
+        m->env = w.env; /* ownership moves to the message */
+        w.env = NULL;
     } else {
-        m->env = sluice__v1__envelope__unpack(NULL, body_len, body);
-        m->kind = m->env ? SL__IN_ENV : SL__IN_BAD;
-        m->err = m->env ? SL_OK : SL_EINVAL;
+        m->kind = SL__IN_BAD;
+        m->err = rc;
     }
-    free(body);
+    sl_wire_msg_release(&w);
     return m;
 }
 
@@ -594,7 +568,7 @@ static void s_handle(sl__node_t *n, sl__in_t *m)
         if (m->rid_len) {
             s_peer(n, m->rid, m->rid_len);
             sl__send_error(n, m->rid, m->rid_len, 0, SLUICE__V1__ERROR__CODE__BAD_MESSAGE,
-                           m->err == SL_ELIMIT ? "message exceeds max-frame %" PRIu64 " bytes"
+                           m->err == SL_ETOOBIG ? "message exceeds max-frame %" PRIu64 " bytes"
                                                : "undecodable message (max-frame %" PRIu64 ")",
                            n->o.max_frame);
         }

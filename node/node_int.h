@@ -20,7 +20,7 @@
 #include "sluice/node.h"
 
 #define SL__LEVELS 10
-#define SL__RID_MAX 256
+#define SL__RID_MAX 256 /* >= SL_WIRE_RID_MAX */
 #define SL__BATCH_MAX 64
 
 typedef struct sl__node sl__node_t;
