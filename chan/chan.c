@@ -194,11 +194,31 @@ static inline sl__slot_t *s_slot(sl_chan_t *c, uint64_t pos)
     return &c->slots[c->mask ? (pos & c->mask) : (pos % c->nslots)];
 }
 
+/* A consistent (tail, head) pair: both positions as they were at one
+ * instant, so that 0 <= tail - head <= cap. Lock-free moves between two
+ * plain loads would break that; re-read until tail did not move. */
+static void s_positions(sl_chan_t *c, uint64_t *tp, uint64_t *hp)
+{
+    uint64_t t, h;
+    for (int tries = 0;; tries++) {
+        t = atomic_load(&c->lf_tail) & ~SL__MARK;
+        h = atomic_load(&c->lf_head);
+        if ((atomic_load(&c->lf_tail) & ~SL__MARK) == t || tries == 16)
+            break;
+    }
+    if (h > t) /* only after 16 racing tries: clamp */
+        h = t;
+    if (t - h > c->cap)
+        h = t - c->cap;
+    *tp = t;
+    *hp = h;
+}
+
 static inline size_t s_fixed_count(sl_chan_t *c)
 {
-    uint64_t t = atomic_load(&c->lf_tail) & ~SL__MARK;
-    uint64_t h = atomic_load(&c->lf_head);
-    return t > h ? (size_t)(t - h) : 0;
+    uint64_t t, h;
+    s_positions(c, &t, &h);
+    return (size_t)(t - h);
 }
 
 static int s_lf_push(sl_chan_t *c, void *v)
@@ -680,6 +700,13 @@ typedef struct {
 
 static int s_cb_issue(sl__cbop_t *op, sl_chan_t *c, bool is_put, sl__worker_t *worker);
 
+static _Atomic uint64_t s_cb_pending; /* callback ops not yet run */
+
+uint64_t sl__cb_pending(void)
+{
+    return atomic_load(&s_cb_pending);
+}
+
 static void s_cbop_run(sl__task_t *t)
 {
     sl__cbop_t *op = (sl__cbop_t *)t;
@@ -698,6 +725,7 @@ static void s_cbop_run(sl__task_t *t)
         op->take_cb(op->park.status, op->park.status == SL_OK ? op->park.val : NULL, op->arg);
     sl_chan_destroy(&op->chan);
     free(op);
+    atomic_fetch_sub(&s_cb_pending, 1);
 }
 
 /* Try op on c; queue it, or submit it completed. On failure (SL_ECLOSED
@@ -760,6 +788,7 @@ static int s_cb_issue(sl__cbop_t *op, sl_chan_t *c, bool is_put, sl__worker_t *w
         else
             op->take_cb(rc, NULL, op->arg);
         free(op);
+        atomic_fetch_sub(&s_cb_pending, 1);
     }
     return rc;
 }
@@ -780,9 +809,12 @@ static int s_cb(sl_chan_t *c, bool is_put, void *v, sl_put_fn pcb, sl_take_fn tc
     op->take_cb = tcb;
     op->arg = arg;
     op->put_val = v;
+    atomic_fetch_add(&s_cb_pending, 1);
     int rc = s_cb_issue(op, c, is_put, worker);
-    if (rc != SL_OK)
+    if (rc != SL_OK) {
         free(op);
+        atomic_fetch_sub(&s_cb_pending, 1);
+    }
     return rc;
 }
 
@@ -1001,11 +1033,10 @@ void sl_chan_stats(sl_chan_t *c, sl_chan_stats_t *out)
     out->takes = c->ntake;
     out->dropped = c->ndrop;
     if (c->kind == SL_BUF_FIXED) {
-        /* Ring positions count lock-free moves; read head first so a
-         * concurrent take cannot make count negative. */
-        uint64_t h = atomic_load(&c->lf_head);
-        uint64_t t = atomic_load(&c->lf_tail) & ~SL__MARK;
-        out->count = t > h ? (size_t)(t - h) : 0;
+        /* Ring positions count lock-free moves. */
+        uint64_t t, h;
+        s_positions(c, &t, &h);
+        out->count = (size_t)(t - h);
         out->puts = t + c->ndirect;
         out->takes = h + c->ndirect;
     }
@@ -1026,9 +1057,9 @@ int sl_chan_check(sl_chan_t *c)
         n++;
     bad |= n != c->takes.n;
     if (c->kind == SL_BUF_FIXED) {
-        uint64_t h = atomic_load(&c->lf_head);
-        uint64_t t = atomic_load(&c->lf_tail) & ~SL__MARK;
-        bad |= t < h || t - h > c->cap;
+        uint64_t t, h;
+        s_positions(c, &t, &h);
+        bad |= t - h > c->cap;
     } else if (s_ring(c)) {
         bad |= c->count > c->cap || c->head >= c->cap;
         bad |= c->nput != c->ntake + c->ndrop + c->count;

@@ -510,10 +510,12 @@ static int s_start_locked(const sl_sched_opts_t *o)
     if (ss < 16 * 1024)
         return SL_EINVAL;
     ss = (ss + page - 1) & ~(page - 1);
-    sl__worker_t *ws = aligned_alloc(64, sizeof(sl__worker_t) * (size_t)n);
+    /* aligned_alloc wants a size that is a multiple of the alignment. */
+    size_t wsize = (sizeof(sl__worker_t) * (size_t)n + 63) & ~(size_t)63;
+    sl__worker_t *ws = aligned_alloc(64, wsize);
     if (!ws)
         return SL_ENOMEM;
-    memset(ws, 0, sizeof(sl__worker_t) * (size_t)n);
+    memset(ws, 0, wsize);
     s_s.workers = ws;
     s_s.nworkers = n;
     s_s.stack_size = ss;
@@ -564,7 +566,8 @@ int sl_sched_shutdown(int64_t timeout_ms)
     if (s_worker)
         return SL_EDEADLK; /* a worker cannot join itself */
     int64_t end = sl_deadline_ms(timeout_ms);
-    while (atomic_load(&s_s.live) || sl__pool_live()) {
+    /* Queued callback operations name a worker: wait for them too. */
+    while (atomic_load(&s_s.live) || sl__pool_live() || sl__cb_pending()) {
         if (end != SL_FOREVER && sl_now() >= end)
             return SL_ETIMEDOUT;
         struct timespec ts = {0, 1000000};

@@ -8,4 +8,7 @@
 void sl__pool_configure(int max_threads);
 uint64_t sl__pool_live(void);
 
+/* Callback operations issued and not yet run (chan.c). */
+uint64_t sl__cb_pending(void);
+
 #endif

@@ -37,9 +37,10 @@ typedef struct {
  * SL_ESTATE if already running, SL_EINVAL, SL_ENOMEM or SL_ESYS. */
 int sl_sched_start(const sl_sched_opts_t *opts);
 
-/* Wait up to timeout_ms (< 0: forever) for every coroutine and blocking
- * task to finish, then stop the workers. Returns SL_OK, or SL_ETIMEDOUT
- * with the scheduler still running. */
+/* Wait up to timeout_ms (< 0: forever) for every coroutine, blocking task
+ * and queued callback operation (sl_put_cb/sl_take_cb) to finish, then
+ * stop the workers. Returns SL_OK, or SL_ETIMEDOUT with the scheduler
+ * still running; SL_EDEADLK when called from a scheduler thread. */
 int sl_sched_shutdown(int64_t timeout_ms);
 
 /* Number of workers (0 if not started). */
