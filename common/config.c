@@ -285,18 +285,14 @@ typedef struct {
     const char *val;
 } s_flag_t;
 
-/* Walk argv once: find --help and --config, resolve every flag to its
- * option and value. flags has room for argc entries. */
+/* Walk argv once: find --config, resolve every flag to its option and
+ * value. flags has room for argc entries. */
 static int s_scan_argv(s_load_t *ld, int argc, char **argv, s_flag_t *flags,
-                       size_t *nflags, const char **config, bool *help)
+                       size_t *nflags, const char **config)
 {
     *nflags = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            *help = true;
-            continue;
-        }
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0')
             return s_fail(ld, "unexpected argument '%s' (options are "
                           "--name value or --name=value)", a);
@@ -379,7 +375,7 @@ int sl_config_load(sl_conf_opt_t *table, int argc, char **argv,
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             help = true;
     if (!help)
-        rc = s_scan_argv(&ld, argc, argv, flags, &nflags, &config, &help);
+        rc = s_scan_argv(&ld, argc, argv, flags, &nflags, &config);
     if (help) {
         /* --help wins over any mistake elsewhere on the command line */
         sl_config_print_help(table, argc > 0 ? argv[0] : NULL, stdout);

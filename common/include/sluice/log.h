@@ -32,8 +32,9 @@ typedef enum {
  * line with an expensive argument costs one load and one compare. */
 #define SL_LOG(level, ...)                                                   \
     do {                                                                     \
-        if ((int)(level) >= sl__log_threshold())                             \
-            sl__log((int)(level), __VA_ARGS__);                              \
+        int sl__lv = (int)(level);                                           \
+        if (sl__lv >= sl__log_threshold())                                   \
+            sl__log(sl__lv, __VA_ARGS__);                                    \
     } while (0)
 
 /* Internal: the threshold SL_LOG compares against, and the writer. */
