@@ -632,8 +632,12 @@ int sl__queue_fail(sl__node_t *n, const Sluice__V1__Lease *l, bool retryable, co
     s_unlease(j);
     sl__queue_t *q = j->q;
     q->failed++;
-    free(j->pb->last_error);
+    /* protobuf-c points unset strings at its static empty string. */
+    if (j->pb->last_error != protobuf_c_empty_string)
+        free(j->pb->last_error);
     j->pb->last_error = strdup(error ? error : "");
+    if (!j->pb->last_error)
+        abort();
     if (retryable && j->pb->attempt < j->pb->max_attempts) {
         q->retried++;
         q->delayed++;
