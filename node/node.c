@@ -503,10 +503,12 @@ static void *s_local_worker(void *arg)
     while (sl_take(r->jobs, &v) == SL_OK) {
         sl__local_job_t *lj = v;
         int verdict = r->fn(&lj->view, r->arg);
-        s_local_result(r->node, lj, verdict);
+        if (atomic_load(&r->node->stopping) < 2) /* engine still listening */
+            s_local_result(r->node, lj, verdict);
         sluice__v1__job__free_unpacked(lj->pb, NULL);
         free(lj);
     }
+    atomic_fetch_sub(&r->live, 1);
     return NULL;
 }
 
@@ -523,9 +525,12 @@ static void s_register(sl__node_t *n, sl__reg_t *r)
             c->local = sl_chan_ref(r->jobs);
             c->credit = (uint32_t)r->concurrency;
             for (int i = 0; i < r->concurrency && err == SL_OK; i++) {
+                atomic_fetch_add(&r->live, 1);
                 bool ok = (r->flags & SL_NODE_BLOCKING)
                               ? (sl_thread(s_local_worker, r) != NULL)
                               : (sl_go_ex(s_local_worker, r, SL_GO_SPREAD, 0, &err) != NULL);
+                if (!ok)
+                    atomic_fetch_sub(&r->live, 1);
                 if (!ok && err == SL_OK)
                     err = SL_ENOMEM;
             }
@@ -636,6 +641,13 @@ static void s_wake_queue(const void *k, size_t len, void *val, void *arg)
     sl__queue_wake(val);
 }
 
+static void s_count_running(const void *k, size_t len, void *val, void *arg)
+{
+    (void)k;
+    (void)len;
+    *(int *)arg += ((sl__queue_t *)val)->running ? 1 : 0;
+}
+
 static void *s_engine_main(void *arg)
 {
     sl__node_t *n = arg;
@@ -669,7 +681,16 @@ static void *s_engine_main(void *arg)
             }
         }
     }
-    sl__map_each(n->queues, s_wake_queue, NULL); /* delivery coroutines exit */
+    /* Delivery coroutines share this worker: wake them and let them run
+     * until each has returned, so none touches a queue after destroy. */
+    for (;;) {
+        int running = 0;
+        sl__map_each(n->queues, s_count_running, &running);
+        if (!running)
+            break;
+        sl__map_each(n->queues, s_wake_queue, NULL);
+        sl_sleep_ms(1);
+    }
     return NULL;
 }
 
@@ -838,8 +859,14 @@ int sl_node_stop(sl_node_t *self, int64_t timeout_ms, sl_node_report_t *left)
     pthread_join(*(pthread_t *)n->io_thread, NULL);
     free(n->io_thread);
     n->io_thread = NULL;
+    /* In-process handlers: no more jobs; wait (bounded) for them to return,
+     * since they use the node's channels. */
     for (size_t i = 0; i < n->nregs; i++)
-        sl_chan_close(n->nregs ? n->regs[i]->jobs : NULL);
+        sl_chan_close(n->regs[i]->jobs);
+    int64_t until = sl__mono_ms() + (timeout_ms > 0 ? timeout_ms : 0) + 1000;
+    for (size_t i = 0; i < n->nregs; i++)
+        while (atomic_load(&n->regs[i]->live) > 0 && sl__mono_ms() < until)
+            sl_sleep_ms(1);
     n->running = 0;
     if (left)
         *left = n->report;

@@ -123,6 +123,7 @@ typedef struct {
     int flags;
     sl_chan_t *jobs;            /* the local consumer's deliveries          */
     sl_chan_t *done;            /* promise: registration result             */
+    _Atomic int live;           /* handler workers not yet returned         */
 } sl__reg_t;
 
 /* Encoded frames for the socket thread to send. */
