@@ -526,9 +526,14 @@ static void s_register(sl__node_t *n, sl__reg_t *r)
             c->credit = (uint32_t)r->concurrency;
             for (int i = 0; i < r->concurrency && err == SL_OK; i++) {
                 atomic_fetch_add(&r->live, 1);
-                bool ok = (r->flags & SL_NODE_BLOCKING)
-                              ? (sl_thread(s_local_worker, r) != NULL)
-                              : (sl_go_ex(s_local_worker, r, SL_GO_SPREAD, 0, &err) != NULL);
+                bool ok;
+                if (r->flags & SL_NODE_BLOCKING) {
+                    sl_chan_t *res = sl_thread(s_local_worker, r);
+                    ok = res != NULL;
+                    sl_chan_destroy(&res); /* the result is not needed */
+                } else {
+                    ok = sl_go_ex(s_local_worker, r, SL_GO_SPREAD, 0, &err) != NULL;
+                }
                 if (!ok)
                     atomic_fetch_sub(&r->live, 1);
                 if (!ok && err == SL_OK)
@@ -880,7 +885,7 @@ static void s_free_job(const void *k, size_t len, void *val, void *arg)
     (void)arg;
     sl__job_t *j = val;
     if (j->pub)
-        j->pub = NULL; /* the confirm is never sent: the node is gone */
+        sl__pub_abandon(j->pub); /* the confirm is never sent: the node is gone */
     sl__job_free(j);
 }
 

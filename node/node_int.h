@@ -46,7 +46,8 @@ struct sl__job {
     int64_t lease_expires;      /* monotonic ms                            */
     sl__consumer_t *holder;     /* LEASED                                  */
     sl__job_t *lprev, *lnext;   /* holder's lease list / queue's lists     */
-    uint64_t timer_gen;         /* bumps invalidate armed timers           */
+    uint64_t timer_gen;         /* sequence of the armed timer; any other
+                                   value invalidates it                    */
     char *dead_reason;
     sl__pubctx_t *pub;          /* WAITING: the publish awaiting a confirm */
     size_t pub_index;
@@ -91,6 +92,8 @@ struct sl__queue {
     sl__consumer_t *rr;              /* next consumer to try                 */
     sl__job_t *held;                 /* taken but not yet deliverable        */
     sl__job_t *wait_head, *wait_tail;/* WAITING (block policy), FIFO          */
+    sl__job_t *spill_head, *spill_tail;/* READY jobs requeued while their
+                                        level channel was full              */
     sl__job_t *dead_head, *dead_tail;/* DEAD, FIFO, bounded                   */
     uint64_t ready, delayed, in_flight, dead, waiting;
     uint64_t published, delivered, acked, failed, retried, dropped, expired;
@@ -145,9 +148,11 @@ typedef struct {
 
 /* Timer heap entry (engine-owned, lazy deletion by generation). */
 enum { SL__T_DELAY = 1, SL__T_RETRY, SL__T_LEASE };
+/* A timer names its job by id and by the arming's sequence number, never
+ * by pointer: the job may be acked and freed before the timer comes due. */
 typedef struct {
     int64_t when;
-    sl__job_t *job;
+    uint8_t id[16];
     uint64_t gen;
     int kind;
 } sl__tmr_t;
@@ -168,6 +173,7 @@ struct sl__node {
     sl__tmr_t *heap;
     size_t heap_n, heap_cap;
     uint64_t next_lease;
+    uint64_t timer_seq;
     uint64_t waiting_total;
     uint64_t bad_messages;
     int64_t last_heartbeat;
@@ -195,6 +201,7 @@ void sl__queue_free(sl__queue_t *q);
 void sl__pub_settle(sl__node_t *n, sl__pubctx_t *ctx, size_t i, int status, const char *reason,
                     uint32_t retry_after_ms);
 void sl__pub_send(sl__node_t *n, sl__pubctx_t *ctx);
+void sl__pub_abandon(sl__pubctx_t *ctx);
 void sl__job_free(sl__job_t *j);
 void sl__timer_arm(sl__node_t *n, sl__job_t *j, int kind, int64_t when);
 const char *sl__overflow_name(sl_overflow_t o);

@@ -72,8 +72,12 @@ void sl__timer_arm(sl__node_t *n, sl__job_t *j, int kind, int64_t when)
         n->heap = h;
         n->heap_cap = cap;
     }
-    j->timer_gen++;
-    n->heap[n->heap_n] = (sl__tmr_t){.when = when, .job = j, .gen = j->timer_gen, .kind = kind};
+    j->timer_gen = ++n->timer_seq;
+    sl__tmr_t *t = &n->heap[n->heap_n];
+    t->when = when;
+    memcpy(t->id, j->pb->id.data, 16);
+    t->gen = j->timer_gen;
+    t->kind = kind;
     s_heap_up(n, n->heap_n++);
 }
 
@@ -120,7 +124,7 @@ static void s_kill(sl__node_t *n, sl__job_t *j, const char *reason)
 {
     sl__queue_t *q = j->q;
     j->state = SL__J_DEAD;
-    j->timer_gen++;
+    j->timer_gen = 0;
     free(j->dead_reason);
     j->dead_reason = strdup(reason);
     s_append(&q->dead_head, &q->dead_tail, j);
@@ -153,11 +157,15 @@ static void s_make_ready(sl__node_t *n, sl__job_t *j)
         sl__queue_wake(q); /* the delivery coroutine must add it to its alts */
     }
     j->state = SL__J_READY;
-    j->timer_gen++;
+    j->timer_gen = 0;
     q->ready++;
-    int rc = sl_offer(q->levels[p], j);
-    if (rc != SL_OK)
-        abort(); /* cannot happen: capacity is max_length */
+    /* Admission keeps ready + delayed within max_length, but requeued
+     * leases are not admitted: if the level is full they wait in the
+     * spill list, which delivery serves first. */
+    if (sl_offer(q->levels[p], j) != SL_OK) {
+        s_append(&q->spill_head, &q->spill_tail, j);
+        sl__queue_wake(q);
+    }
 }
 
 /* Place an accepted job: delayed or ready. */
@@ -203,6 +211,23 @@ void sl__pub_settle(sl__node_t *n, sl__pubctx_t *ctx, size_t i, int status, cons
         sl__pub_send(n, ctx);
 }
 
+static void s_pub_free(sl__pubctx_t *ctx)
+{
+    for (size_t k = 0; k < ctx->n; k++) {
+        free(ctx->reasons[k]);
+        free(ctx->confirms[k].id.data);
+    }
+    free(ctx->reasons);
+    free(ctx->confirms);
+    free(ctx);
+}
+
+void sl__pub_abandon(sl__pubctx_t *ctx)
+{
+    if (--ctx->remaining == 0)
+        s_pub_free(ctx); /* the node is going away: no confirm */
+}
+
 void sl__pub_send(sl__node_t *n, sl__pubctx_t *ctx)
 {
     Sluice__V1__PublishConfirm pc = SLUICE__V1__PUBLISH_CONFIRM__INIT;
@@ -219,13 +244,7 @@ void sl__pub_send(sl__node_t *n, sl__pubctx_t *ctx)
     env.confirm = &pc;
     sl__send(n, ctx->rid, ctx->rid_len, &env);
     free(ptrs);
-    for (size_t k = 0; k < ctx->n; k++) {
-        free(ctx->reasons[k]);
-        free(ctx->confirms[k].id.data);
-    }
-    free(ctx->reasons);
-    free(ctx->confirms);
-    free(ctx);
+    s_pub_free(ctx);
 }
 
 sl__queue_t *sl__queue_get(sl__node_t *n, const char *name, bool create, int *err);
@@ -248,6 +267,12 @@ void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, si
         snprintf(why, sizeof why, "priority %u out of range 0-9", pb->priority);
         goto reject;
     }
+    for (unsigned k = 0; k < pb->base.n_unknown_fields; k++)
+        if (pb->base.unknown_fields[k].tag == 0) {
+            /* protobuf-c keeps it but would re-emit an invalid tag. */
+            snprintf(why, sizeof why, "malformed job: field number 0");
+            goto reject;
+        }
     if (pb->payload.len > n->o.max_job) {
         snprintf(why, sizeof why, "payload of %zu bytes exceeds max-job %llu", pb->payload.len,
                  (unsigned long long)n->o.max_job);
@@ -419,8 +444,6 @@ static void s_send_batch(sl__node_t *n, sl__consumer_t *c, sl__job_t **jobs, siz
             sl__local_job_t *lj = calloc(1, sizeof *lj);
             /* A private copy: the handler runs on another thread while the
              * engine owns (and may free) the job itself. */
-            uint8_t buf[64];
-            (void)buf;
             size_t len = sluice__v1__job__get_packed_size(jobs[i]->pb);
             uint8_t *tmp = malloc(len ? len : 1);
             if (!lj || !tmp)
@@ -428,8 +451,14 @@ static void s_send_batch(sl__node_t *n, sl__consumer_t *c, sl__job_t **jobs, siz
             sluice__v1__job__pack(jobs[i]->pb, tmp);
             lj->pb = sluice__v1__job__unpack(NULL, len, tmp);
             free(tmp);
-            if (!lj->pb)
-                abort();
+            if (!lj->pb) { /* cannot happen for a validated job; fail it */
+                free(lj);
+                Sluice__V1__Lease l;
+                Sluice__V1__Error__Code code;
+                s_fill_lease(n, jobs[i], &l);
+                sl__queue_fail(n, &l, false, "job cannot be copied for a local handler", &code);
+                continue;
+            }
             lj->node = n;
             memcpy(lj->id, jobs[i]->pb->id.data, 16);
             lj->lease_id = jobs[i]->lease_id;
@@ -477,14 +506,20 @@ static void *s_deliver_main(void *arg)
     sl__node_t *n = q->node;
     sl_alt_t ops[SL__LEVELS + 1];
     while (!n->stopping) {
-        sl__job_t *j = q->held;
-        q->held = NULL;
-        if (!j) {
-            if (q->paused || !s_pick(q)) {
-                void *v;
-                sl_take(q->wake, &v);
-                continue;
-            }
+        /* Nothing moves without a consumer that has credit: wait. */
+        if (q->paused || !s_pick(q)) {
+            void *v;
+            sl_take(q->wake, &v);
+            continue;
+        }
+        sl__job_t *j;
+        if (q->held) { /* taken earlier, not yet deliverable */
+            j = q->held;
+            q->held = NULL;
+        } else if (q->spill_head) { /* requeued while its level was full */
+            j = q->spill_head;
+            s_unlink_job(&q->spill_head, &q->spill_tail, j);
+        } else {
             size_t k = 0;
             for (int p = SL__LEVELS - 1; p >= 0; p--)
                 if (q->levels[p])
@@ -494,10 +529,8 @@ static void *s_deliver_main(void *arg)
             if (i < 0 || ops[i].chan == q->wake)
                 continue;
             j = ops[i].val;
-            q->ready--;
-        } else {
-            q->ready--; /* held jobs were counted ready until now */
         }
+        q->ready--;
         if (s_expire(n, j)) {
             s_admit_waiting(n, q);
             continue;
@@ -598,7 +631,7 @@ static void s_unlease(sl__job_t *j)
     j->holder = NULL;
     c->leased--;
     j->q->in_flight--;
-    j->timer_gen++;
+    j->timer_gen = 0;
 }
 
 int sl__queue_ack(sl__node_t *n, const Sluice__V1__Lease *l, Sluice__V1__Error__Code *code)
@@ -678,9 +711,9 @@ static void s_requeue(sl__node_t *n, sl__job_t *j)
 
 void sl__queue_timer(sl__node_t *n, sl__tmr_t *t)
 {
-    sl__job_t *j = t->job;
-    if (t->gen != j->timer_gen)
-        return; /* superseded */
+    sl__job_t *j = sl__map_get(n->jobs, t->id, 16);
+    if (!j || t->gen != j->timer_gen)
+        return; /* job gone, or the timer was superseded */
     sl__queue_t *q = j->q;
     switch (t->kind) {
     case SL__T_DELAY:
