@@ -13,7 +13,7 @@
 
 static char *o_endpoint, *o_node_id, *o_log_level;
 static int64_t o_heartbeat, o_lease, o_max_length, o_max_attempts, o_backoff_base,
-    o_backoff_max, o_max_frame, o_max_job, o_max_waiting, o_max_dead, o_shutdown,
+    o_backoff_max, o_max_frame, o_max_job, o_max_waiting, o_max_dead, o_max_done, o_shutdown,
     o_workers;
 static int o_overflow;
 static bool o_log_json;
@@ -56,6 +56,9 @@ static sl_conf_opt_t s_opts[] = {
      .store = &o_max_waiting},
     {"max-dead", SL_CONF_INT, "10000", "SLUICE_MAX_DEAD", "dead jobs kept per queue", .min = 0,
      .max = 100000000, .store = &o_max_dead},
+    {"max-done", SL_CONF_INT, "100000", "SLUICE_MAX_DONE",
+     "ids of acked jobs remembered to answer resent publishes DUPLICATE", .min = 0,
+     .max = 100000000, .store = &o_max_done},
     {"shutdown-timeout", SL_CONF_DURATION, "10s", "SLUICE_SHUTDOWN_TIMEOUT",
      "on SIGTERM, how long in-flight jobs may take to finish", .min = 0, .max = 3600000,
      .store = &o_shutdown},
@@ -111,6 +114,7 @@ int main(int argc, char **argv)
     no.max_job = (uint64_t)o_max_job;
     no.max_waiting = (uint64_t)o_max_waiting;
     no.max_dead = (uint64_t)o_max_dead;
+    no.max_done = (uint64_t)o_max_done;
     sl_node_t *node = sl_node_new(&no, &rc);
     if (!node) {
         SL_LOG(SL_LOG_ERROR, "invalid node options: %s (max-job must not exceed max-frame, "

@@ -59,6 +59,7 @@ void sl_node_opts_default(sl_node_opts_t *o)
     o->max_job = 256 << 10;
     o->max_waiting = 100000;
     o->max_dead = 10000;
+    o->max_done = 100000;
 }
 
 /* --- sending ------------------------------------------------------------ */
@@ -482,7 +483,7 @@ static void s_handle_env(sl__node_t *n, sl__in_t *m)
 
 /* --- in-process handlers ---------------------------------------------------- */
 
-static void s_local_result(sl__node_t *n, sl__local_job_t *lj, int verdict)
+static void s_local_result(sl__node_t *n, sl__reg_t *r, sl__local_job_t *lj, int verdict)
 {
     sl__in_t *m = calloc(1, sizeof *m);
     if (!m)
@@ -492,6 +493,7 @@ static void s_local_result(sl__node_t *n, sl__local_job_t *lj, int verdict)
                                          : SL__IN_LOCAL_FAIL;
     memcpy(m->job_id, lj->id, 16);
     m->lease_id = lj->lease_id;
+    m->ptr = r;
     if (sl_put(n->inbound, m) != SL_OK)
         free(m);
 }
@@ -504,7 +506,7 @@ static void *s_local_worker(void *arg)
         sl__local_job_t *lj = v;
         int verdict = r->fn(&lj->view, r->arg);
         if (atomic_load(&r->node->stopping) < 2) /* engine still listening */
-            s_local_result(r->node, lj, verdict);
+            s_local_result(r->node, r, lj, verdict);
         sluice__v1__job__free_unpacked(lj->pb, NULL);
         free(lj);
     }
@@ -547,8 +549,11 @@ static void s_register(sl__node_t *n, sl__reg_t *r)
 
 static void s_local_settle(sl__node_t *n, sl__in_t *m)
 {
-    sl__job_t *j = sl__map_get(n->jobs, m->job_id, 16);
-    sl__consumer_t *c = j ? j->holder : NULL;
+    /* The handler slot comes back even when the verdict is late (the
+     * lease expired and the job went elsewhere): it is free again. */
+    sl__reg_t *r = m->ptr;
+    sl__queue_t *q = sl__queue_get(n, r->queue, false, NULL);
+    sl__consumer_t *c = q ? s_consumer(n->local_peer, q) : NULL;
     Sluice__V1__Lease l = SLUICE__V1__LEASE__INIT;
     l.job_id.data = m->job_id;
     l.job_id.len = 16;
@@ -730,10 +735,12 @@ sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
     n->jobs = sl__map_new();
     n->peers = sl__map_new();
     n->keys = sl__map_new();
+    n->done_ids = sl__map_new();
+    n->done_keys = sl__map_new();
     n->inbound = sl_chan_new(SL_BUF_FIXED, SL__INBOUND_CAP);
     n->outbound = sl_chan_new(SL_BUF_FIXED, SL__OUTBOUND_CAP);
     n->local_peer = calloc(1, sizeof *n->local_peer);
-    if (!n->endpoint || !n->node_id || !n->queues || !n->jobs || !n->peers || !n->keys ||
+    if (!n->endpoint || !n->node_id || !n->queues || !n->jobs || !n->peers || !n->keys || !n->done_ids || !n->done_keys ||
         !n->inbound || !n->outbound || !n->local_peer) {
         sl_node_destroy((sl_node_t **)&n);
         goto fail;
@@ -895,6 +902,14 @@ static void s_free_queue(const void *k, size_t len, void *val, void *arg)
     (void)len;
     (void)arg;
     sl__queue_t *q = val;
+    /* Dead jobs evicted while still inside a level channel are owned by
+     * the channel alone; everything else is freed through n->jobs. */
+    for (int p = 0; p < SL__LEVELS; p++) {
+        void *v;
+        while (q->levels[p] && sl_poll(q->levels[p], &v) == SL_OK)
+            if (((sl__job_t *)v)->evicted)
+                sl__job_free(v);
+    }
     while (q->consumers) {
         sl__consumer_t *c = q->consumers;
         q->consumers = c->qnext;
@@ -942,6 +957,10 @@ void sl_node_destroy(sl_node_t **self_p)
     sl__map_destroy(&n->queues);
     sl__map_destroy(&n->peers);
     sl__map_destroy(&n->keys);
+    if (n->done_ids)
+        sl__done_free_all(n);
+    sl__map_destroy(&n->done_ids);
+    sl__map_destroy(&n->done_keys);
     for (size_t i = 0; i < n->nregs; i++) {
         sl__reg_t *r = n->regs[i];
         free(r->queue);

@@ -52,7 +52,18 @@ struct sl__job {
     sl__pubctx_t *pub;          /* WAITING: the publish awaiting a confirm */
     size_t pub_index;
     int64_t ttl_at;             /* monotonic ms, 0 = none                  */
+    uint64_t ttl_gen;           /* sequence of the armed TTL timer         */
+    bool in_level;              /* its pointer sits in a level channel     */
+    bool evicted;               /* dead, forgotten, freed when taken out   */
 };
+
+/* An acked job remembered for duplicate detection (max_done of them). */
+typedef struct sl__done {
+    uint8_t id[16];
+    char *key;                  /* "queue\0idempotency-key" or NULL         */
+    size_t klen;
+    struct sl__done *next;
+} sl__done_t;
 
 /* A Publish whose confirm waits for blocked jobs. */
 struct sl__pubctx {
@@ -147,7 +158,7 @@ typedef struct {
 } sl__local_job_t;
 
 /* Timer heap entry (engine-owned, lazy deletion by generation). */
-enum { SL__T_DELAY = 1, SL__T_RETRY, SL__T_LEASE };
+enum { SL__T_DELAY = 1, SL__T_RETRY, SL__T_LEASE, SL__T_TTL };
 /* A timer names its job by id and by the arming's sequence number, never
  * by pointer: the job may be acked and freed before the timer comes due. */
 typedef struct {
@@ -170,6 +181,9 @@ struct sl__node {
     int running;
     void *io_thread;            /* pthread_t *                             */
     sl__map_t *queues, *jobs, *peers, *keys;
+    sl__map_t *done_ids, *done_keys;  /* acked jobs, for DUPLICATE        */
+    sl__done_t *done_head, *done_tail;
+    uint64_t done_n;
     sl__tmr_t *heap;
     size_t heap_n, heap_cap;
     uint64_t next_lease;
@@ -202,6 +216,7 @@ void sl__pub_settle(sl__node_t *n, sl__pubctx_t *ctx, size_t i, int status, cons
                     uint32_t retry_after_ms);
 void sl__pub_send(sl__node_t *n, sl__pubctx_t *ctx);
 void sl__pub_abandon(sl__pubctx_t *ctx);
+void sl__done_free_all(sl__node_t *n);
 void sl__job_free(sl__job_t *j);
 void sl__timer_arm(sl__node_t *n, sl__job_t *j, int kind, int64_t when);
 const char *sl__overflow_name(sl_overflow_t o);

@@ -72,11 +72,15 @@ void sl__timer_arm(sl__node_t *n, sl__job_t *j, int kind, int64_t when)
         n->heap = h;
         n->heap_cap = cap;
     }
-    j->timer_gen = ++n->timer_seq;
+    uint64_t gen = ++n->timer_seq;
+    if (kind == SL__T_TTL)
+        j->ttl_gen = gen;
+    else
+        j->timer_gen = gen;
     sl__tmr_t *t = &n->heap[n->heap_n];
     t->when = when;
     memcpy(t->id, j->pb->id.data, 16);
-    t->gen = j->timer_gen;
+    t->gen = gen;
     t->kind = kind;
     s_heap_up(n, n->heap_n++);
 }
@@ -107,17 +111,91 @@ static void s_append(sl__job_t **head, sl__job_t **tail, sl__job_t *j)
     *tail = j;
 }
 
+/* The job's idempotency index key into buf; its length, 0 if none. */
+static size_t s_key(const sl__job_t *j, char *buf, size_t size)
+{
+    if (!j->pb->idempotency_key || !j->pb->idempotency_key[0])
+        return 0;
+    int k = snprintf(buf, size, "%s%c%s", j->q->name, 0, j->pb->idempotency_key);
+    return k > 0 && (size_t)k < size ? (size_t)k : 0;
+}
+
+/* Drop a job from the indexes (it can no longer be found by id or key). */
+static void s_unindex(sl__node_t *n, sl__job_t *j)
+{
+    sl__map_del(n->jobs, j->pb->id.data, j->pb->id.len);
+    char key[300];
+    size_t k = s_key(j, key, sizeof key);
+    if (k && sl__map_get(n->keys, key, k) == j)
+        sl__map_del(n->keys, key, k);
+}
+
 /* Forget a job entirely: indexes, then memory. */
 static void s_forget(sl__node_t *n, sl__job_t *j)
 {
-    sl__map_del(n->jobs, j->pb->id.data, j->pb->id.len);
-    if (j->pb->idempotency_key && j->pb->idempotency_key[0]) {
-        char key[300];
-        int k = snprintf(key, sizeof key, "%s%c%s", j->q->name, 0, j->pb->idempotency_key);
-        if (k > 0 && (size_t)k < sizeof key && sl__map_get(n->keys, key, (size_t)k) == j)
-            sl__map_del(n->keys, key, (size_t)k);
-    }
+    s_unindex(n, j);
     sl__job_free(j);
+}
+
+static void s_done_free(sl__done_t *d)
+{
+    free(d->key);
+    free(d);
+}
+
+/* Remember an acked job's id and key, the oldest forgotten past max_done. */
+static void s_remember_done(sl__node_t *n, const sl__job_t *j)
+{
+    if (n->o.max_done == 0)
+        return;
+    sl__done_t *d = calloc(1, sizeof *d);
+    if (!d)
+        abort();
+    memcpy(d->id, j->pb->id.data, 16);
+    char key[300];
+    size_t k = s_key(j, key, sizeof key);
+    if (k) {
+        d->key = malloc(k);
+        if (!d->key)
+            abort();
+        memcpy(d->key, key, k);
+        d->klen = k;
+    }
+    sl__done_t *old = sl__map_get(n->done_ids, d->id, 16);
+    if (old) /* the same id done twice (resent after an ack): keep one */
+        sl__map_del(n->done_ids, old->id, 16);
+    if (sl__map_put(n->done_ids, d->id, 16, d) != SL_OK ||
+        (d->key && sl__map_put(n->done_keys, d->key, d->klen, d) != SL_OK))
+        abort();
+    if (n->done_tail)
+        n->done_tail->next = d;
+    else
+        n->done_head = d;
+    n->done_tail = d;
+    n->done_n++;
+    while (n->done_n > n->o.max_done) {
+        sl__done_t *e = n->done_head;
+        n->done_head = e->next;
+        if (!n->done_head)
+            n->done_tail = NULL;
+        n->done_n--;
+        if (sl__map_get(n->done_ids, e->id, 16) == e)
+            sl__map_del(n->done_ids, e->id, 16);
+        if (e->key && sl__map_get(n->done_keys, e->key, e->klen) == e)
+            sl__map_del(n->done_keys, e->key, e->klen);
+        s_done_free(e);
+    }
+}
+
+void sl__done_free_all(sl__node_t *n)
+{
+    while (n->done_head) {
+        sl__done_t *e = n->done_head;
+        n->done_head = e->next;
+        s_done_free(e);
+    }
+    n->done_tail = NULL;
+    n->done_n = 0;
 }
 
 static void s_kill(sl__node_t *n, sl__job_t *j, const char *reason)
@@ -133,8 +211,25 @@ static void s_kill(sl__node_t *n, sl__job_t *j, const char *reason)
         sl__job_t *old = q->dead_head;
         s_unlink_job(&q->dead_head, &q->dead_tail, old);
         q->dead--;
-        s_forget(n, old);
+        if (old->in_level) { /* a level channel still holds it: free later */
+            s_unindex(n, old);
+            old->evicted = true;
+        } else {
+            s_forget(n, old);
+        }
     }
+}
+
+/* A job just taken out of a level channel: false if it had died in there
+ * (TTL) and must be skipped -- freed now if it was already forgotten. */
+static bool s_out_of_level(sl__job_t *j)
+{
+    j->in_level = false;
+    if (j->state != SL__J_DEAD)
+        return true;
+    if (j->evicted)
+        sl__job_free(j);
+    return false;
 }
 
 /* --- admission ---------------------------------------------------------- */
@@ -162,7 +257,9 @@ static void s_make_ready(sl__node_t *n, sl__job_t *j)
     /* Admission keeps ready + delayed within max_length, but requeued
      * leases are not admitted: if the level is full they wait in the
      * spill list, which delivery serves first. */
-    if (sl_offer(q->levels[p], j) != SL_OK) {
+    if (sl_offer(q->levels[p], j) == SL_OK) {
+        j->in_level = true;
+    } else {
         s_append(&q->spill_head, &q->spill_tail, j);
         sl__queue_wake(q);
     }
@@ -283,6 +380,11 @@ void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, si
         sl__pub_settle(n, ctx, i, DUP, "job id already held", 0);
         return;
     }
+    if (sl__map_get(n->done_ids, pb->id.data, pb->id.len)) {
+        sluice__v1__job__free_unpacked(pb, NULL);
+        sl__pub_settle(n, ctx, i, DUP, "job id already done", 0);
+        return;
+    }
     char key[300];
     int klen = 0;
     if (pb->idempotency_key && pb->idempotency_key[0]) {
@@ -291,9 +393,10 @@ void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, si
             snprintf(why, sizeof why, "idempotency key too long");
             goto reject;
         }
-        if (sl__map_get(n->keys, key, (size_t)klen)) {
+        if (sl__map_get(n->keys, key, (size_t)klen) ||
+            sl__map_get(n->done_keys, key, (size_t)klen)) {
             sluice__v1__job__free_unpacked(pb, NULL);
-            sl__pub_settle(n, ctx, i, DUP, "idempotency key already held", 0);
+            sl__pub_settle(n, ctx, i, DUP, "idempotency key already held or done", 0);
             return;
         }
     }
@@ -341,8 +444,9 @@ void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, si
             sl__job_t *old = NULL;
             for (int p = 0; p < SL__LEVELS && !old; p++) {
                 void *v;
-                if (q->levels[p] && sl_poll(q->levels[p], &v) == SL_OK)
-                    old = v;
+                while (!old && q->levels[p] && sl_poll(q->levels[p], &v) == SL_OK)
+                    if (s_out_of_level(v))
+                        old = v;
             }
             if (!old) { /* everything held is delayed: nothing to slide out */
                 free(j);
@@ -362,6 +466,8 @@ void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, si
     if (klen > 0 && sl__map_put(n->keys, key, (size_t)klen, j) != SL_OK)
         abort();
     q->published++;
+    if (j->ttl_at && j->ttl_at > sl__mono_ms())
+        sl__timer_arm(n, j, SL__T_TTL, j->ttl_at);
     if (s_held(q) >= n->o.max_length) { /* block policy: wait for room */
         j->state = SL__J_WAITING;
         j->pub = ctx;
@@ -529,6 +635,8 @@ static void *s_deliver_main(void *arg)
             if (i < 0 || ops[i].chan == q->wake)
                 continue;
             j = ops[i].val;
+            if (!s_out_of_level(j))
+                continue; /* expired in the channel: already counted */
         }
         q->ready--;
         if (s_expire(n, j)) {
@@ -548,7 +656,7 @@ static void *s_deliver_main(void *arg)
         while (c->credit > 0 && k < SL__BATCH_MAX) {
             void *v = NULL;
             for (int p = SL__LEVELS - 1; p >= 0 && !v; p--)
-                if (q->levels[p] && sl_poll(q->levels[p], &v) != SL_OK)
+                while (q->levels[p] && sl_poll(q->levels[p], &v) == SL_OK && !s_out_of_level(v))
                     v = NULL;
             if (!v)
                 break;
@@ -641,6 +749,7 @@ int sl__queue_ack(sl__node_t *n, const Sluice__V1__Lease *l, Sluice__V1__Error__
         return SL_ESTATE;
     s_unlease(j);
     j->q->acked++;
+    s_remember_done(n, j);
     s_forget(n, j);
     return SL_OK;
 }
@@ -709,9 +818,48 @@ static void s_requeue(sl__node_t *n, sl__job_t *j)
     s_make_ready(n, j);
 }
 
+/* A job's deadline passed while the node held it. */
+static void s_ttl(sl__node_t *n, sl__job_t *j)
+{
+    sl__queue_t *q = j->q;
+    switch (j->state) {
+    case SL__J_READY:
+        /* In a level channel it stays there, dead, until taken out. */
+        if (q->held == j)
+            q->held = NULL;
+        else if (!j->in_level)
+            s_unlink_job(&q->spill_head, &q->spill_tail, j);
+        q->ready--;
+        break;
+    case SL__J_DELAYED:
+    case SL__J_RETRY:
+        q->delayed--;
+        break;
+    case SL__J_WAITING: {
+        s_unlink_job(&q->wait_head, &q->wait_tail, j);
+        q->waiting--;
+        n->waiting_total--;
+        sl__pubctx_t *ctx = j->pub;
+        j->pub = NULL; /* it was stored; it has now expired */
+        sl__pub_settle(n, ctx, j->pub_index, SLUICE__V1__JOB_CONFIRM__STATUS__ACCEPTED, NULL, 0);
+        break;
+    }
+    default:
+        return; /* leased: the consumer has it; dead: nothing to do */
+    }
+    q->expired++;
+    s_kill(n, j, "expired");
+    s_admit_waiting(n, q);
+}
+
 void sl__queue_timer(sl__node_t *n, sl__tmr_t *t)
 {
     sl__job_t *j = sl__map_get(n->jobs, t->id, 16);
+    if (j && t->kind == SL__T_TTL) {
+        if (t->gen == j->ttl_gen)
+            s_ttl(n, j);
+        return;
+    }
     if (!j || t->gen != j->timer_gen)
         return; /* job gone, or the timer was superseded */
     sl__queue_t *q = j->q;

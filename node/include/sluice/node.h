@@ -43,6 +43,8 @@ typedef struct {
     uint64_t max_waiting;       /* node-wide publishes waiting under block;
                                    default 100000                            */
     uint64_t max_dead;          /* dead jobs kept per queue; default 10000   */
+    uint64_t max_done;          /* ids of acked jobs remembered, so a resent
+                                   publish is DUPLICATE; default 100000    */
 } sl_node_opts_t;
 
 /* Fill opts with the defaults above. */
