@@ -186,6 +186,7 @@ struct sl__node {
     uint64_t done_n;
     sl__tmr_t *heap;
     size_t heap_n, heap_cap;
+    size_t heap_compact_at;     /* rebuild the heap when it reaches this   */
     uint64_t next_lease;
     uint64_t timer_seq;
     uint64_t waiting_total;

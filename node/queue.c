@@ -62,8 +62,37 @@ static void s_heap_up(sl__node_t *n, size_t i)
     }
 }
 
+/* Timers are never removed when their job moves on (an ack, a touch):
+ * they go stale and are skipped when due. So that a busy node's heap holds
+ * at most a few times the timers that still matter, drop the stale ones
+ * and rebuild the heap whenever it has doubled since the last rebuild. */
+static void s_heap_compact(sl__node_t *n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n->heap_n; i++) {
+        sl__tmr_t *t = &n->heap[i];
+        sl__job_t *j = sl__map_get(n->jobs, t->id, 16);
+        if (j && t->gen == (t->kind == SL__T_TTL ? j->ttl_gen : j->timer_gen))
+            n->heap[k++] = *t;
+    }
+    n->heap_n = k;
+    for (size_t i = 1; i < n->heap_n; i++)
+        s_heap_up(n, i);
+    n->heap_compact_at = n->heap_n * 2 > 4096 ? n->heap_n * 2 : 4096;
+    if (n->heap_cap > 4 * n->heap_compact_at) { /* give memory back */
+        size_t cap = 2 * n->heap_compact_at;
+        sl__tmr_t *h = realloc(n->heap, cap * sizeof *h);
+        if (h) {
+            n->heap = h;
+            n->heap_cap = cap;
+        }
+    }
+}
+
 void sl__timer_arm(sl__node_t *n, sl__job_t *j, int kind, int64_t when)
 {
+    if (n->heap_n >= n->heap_compact_at && n->heap_n >= 4096)
+        s_heap_compact(n);
     if (n->heap_n == n->heap_cap) {
         size_t cap = n->heap_cap ? n->heap_cap * 2 : 1024;
         sl__tmr_t *h = realloc(n->heap, cap * sizeof *h);
