@@ -896,20 +896,29 @@ static void s_free_job(const void *k, size_t len, void *val, void *arg)
     sl__job_free(j);
 }
 
-static void s_free_queue(const void *k, size_t len, void *val, void *arg)
+/* Empty the level channels before any job is freed: dead jobs evicted
+ * while still inside a channel are owned by the channel alone (freed
+ * here); every other job is freed through n->jobs afterwards. */
+static void s_drain_levels(const void *k, size_t len, void *val, void *arg)
 {
     (void)k;
     (void)len;
     (void)arg;
     sl__queue_t *q = val;
-    /* Dead jobs evicted while still inside a level channel are owned by
-     * the channel alone; everything else is freed through n->jobs. */
     for (int p = 0; p < SL__LEVELS; p++) {
         void *v;
         while (q->levels[p] && sl_poll(q->levels[p], &v) == SL_OK)
             if (((sl__job_t *)v)->evicted)
                 sl__job_free(v);
     }
+}
+
+static void s_free_queue(const void *k, size_t len, void *val, void *arg)
+{
+    (void)k;
+    (void)len;
+    (void)arg;
+    sl__queue_t *q = val;
     while (q->consumers) {
         sl__consumer_t *c = q->consumers;
         q->consumers = c->qnext;
@@ -947,6 +956,8 @@ void sl_node_destroy(sl_node_t **self_p)
     }
     while (n->outbound && sl_poll(n->outbound, &v) == SL_OK)
         free(v);
+    if (n->queues)
+        sl__map_each(n->queues, s_drain_levels, NULL);
     if (n->jobs)
         sl__map_each(n->jobs, s_free_job, NULL);
     if (n->queues)
