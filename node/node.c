@@ -173,6 +173,19 @@ static void *s_io_main(void *arg)
 
 /* --- peers -------------------------------------------------------------- */
 
+static void s_send_heartbeat(sl__node_t *n, const sl__peer_t *p)
+{
+    Sluice__V1__Heartbeat hb = SLUICE__V1__HEARTBEAT__INIT;
+    hb.node_id = n->node_id;
+    hb.epoch = n->epoch;
+    hb.sent_ms = sl__wall_ms();
+    hb.interval_ms = (uint32_t)n->o.heartbeat_ms;
+    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    sl__send(n, p->rid, p->rid_len, &env);
+}
+
 static sl__peer_t *s_peer(sl__node_t *n, const uint8_t *rid, size_t len)
 {
     sl__peer_t *p = sl__map_get(n->peers, rid, len);
@@ -182,6 +195,7 @@ static sl__peer_t *s_peer(sl__node_t *n, const uint8_t *rid, size_t len)
             abort();
         memcpy(p->rid, rid, len);
         p->rid_len = len;
+        s_send_heartbeat(n, p); /* a new peer learns our epoch at once */
     }
     p->last_seen = sl__mono_ms();
     return p;
@@ -246,15 +260,7 @@ static void s_sweep_one(const void *k, size_t len, void *val, void *arg)
         s->gone[s->ngone++] = p;
         return;
     }
-    Sluice__V1__Heartbeat hb = SLUICE__V1__HEARTBEAT__INIT;
-    hb.node_id = s->n->node_id;
-    hb.epoch = s->n->epoch;
-    hb.sent_ms = sl__wall_ms();
-    hb.interval_ms = (uint32_t)s->n->o.heartbeat_ms;
-    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
-    env.body_case = SLUICE__V1__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &hb;
-    sl__send(s->n, p->rid, p->rid_len, &env);
+    s_send_heartbeat(s->n, p);
 }
 
 /* Heartbeat every live peer; forget the silent ones. */

@@ -1,0 +1,792 @@
+/* client.c -- the calls users make: lifecycle, publish, subscribe and
+ * consume, ack/fail/touch, admin. Each validates its arguments, encodes
+ * what the node must receive, and hands a command to the I/O thread
+ * (io.c); calls that wait take their answer from a promise channel. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "client_int.h"
+#include "sluice/sched.h"
+#include "sluice/wire.h"
+
+int64_t sl__wall_ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int sl_queue_name_check(const char *name)
+{
+    if (!name)
+        return SL_EINVAL;
+    size_t n = 0;
+    for (const char *p = name; *p; p++, n++) {
+        char ch = *p;
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == ':' ||
+                  ch == '-';
+        if (!ok || n >= SL_QUEUE_NAME_MAX)
+            return SL_EINVAL;
+    }
+    return n > 0 ? SL_OK : SL_EINVAL;
+}
+
+/* Hand cmd to the I/O thread, waiting for room until deadline. On failure
+ * the caller still owns cmd. */
+static int s_cmd_until(sl_client_t *c, sl__cmd_t *cmd, int64_t deadline)
+{
+    return sl_put_until(c->cmds, cmd, deadline);
+}
+
+int sl__client_cmd(sl_client_t *c, sl__cmd_t *cmd)
+{
+    return s_cmd_until(c, cmd, SL_FOREVER);
+}
+
+static sl__cmd_t *s_cmd_new(int kind)
+{
+    sl__cmd_t *cmd = calloc(1, sizeof *cmd);
+    if (cmd)
+        cmd->kind = kind;
+    return cmd;
+}
+
+/* --- lifecycle ------------------------------------------------------- */
+
+static void s_free(sl_client_t *c)
+{
+    sl__sub_t *s = c->subs;
+    while (s) {
+        sl__sub_t *next = s->next;
+        sl_chan_destroy(&s->out);
+        if (s->idle) {
+            sl_chan_close(s->idle);
+            sl_chan_destroy(&s->idle);
+        }
+        free(s);
+        s = next;
+    }
+    if (c->mon)
+        zmq_close(c->mon);
+    if (c->sock)
+        zmq_close(c->sock);
+    if (c->zctx)
+        zmq_ctx_term(c->zctx);
+    sl_chan_destroy(&c->cmds);
+    sl__req_table_release(c);
+    free(c->ack_pending);
+    free(c->ack_items);
+    free(c->ack_leases);
+    free(c->endpoint);
+    free(c->consumer_id);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static int s_setopt_int(void *sock, int opt, int v)
+{
+    return zmq_setsockopt(sock, opt, &v, sizeof v) == 0 ? SL_OK : SL_ESYS;
+}
+
+sl_client_t *sl_client_new(const sl_client_opts_t *opts, int *err)
+{
+    sl_client_opts_t o = {0};
+    if (opts)
+        o = *opts;
+    int rc = SL_OK;
+    if (o.heartbeat_ms < 0 || o.resend_ms < 0 || (o.max_frame > 0 && o.max_frame < 256)) {
+        if (err)
+            *err = SL_EINVAL;
+        return NULL;
+    }
+    sl_client_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        if (err)
+            *err = SL_ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    atomic_init(&c->next_corr, 1);
+    c->heartbeat_ms = o.heartbeat_ms ? o.heartbeat_ms : SL__CLIENT_HB_DEFAULT_MS;
+    c->resend_ms = o.resend_ms;
+    c->max_frame = o.max_frame ? o.max_frame : SL__CLIENT_FRAME_DEFAULT;
+    c->linger_ms = o.linger_ms == 0 ? SL__CLIENT_LINGER_DEFAULT_MS : o.linger_ms < 0 ? 0 : o.linger_ms;
+    c->endpoint = strdup(o.endpoint ? o.endpoint : SL_CLIENT_ENDPOINT_DEFAULT);
+    c->consumer_id = o.consumer_id ? strdup(o.consumer_id) : NULL;
+    c->cmds = sl_chan_new(SL_BUF_FIXED, SL__CLIENT_CMDS_CAP);
+    if (!c->endpoint || (o.consumer_id && !c->consumer_id) || !c->cmds ||
+        sl__req_table_init(c) != SL_OK) {
+        rc = SL_ENOMEM;
+        goto fail;
+    }
+    sl_chan_set_max_pending(c->cmds, 1u << 20); /* many coroutines may ack at once */
+    if (sl_chan_fd(c->cmds, SL_CHAN_READABLE) < 0) {
+        rc = SL_ESYS;
+        goto fail;
+    }
+
+    c->zctx = zmq_ctx_new();
+    if (!c->zctx) {
+        rc = SL_ESYS;
+        goto fail;
+    }
+    c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
+    c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
+    if (!c->sock || !c->mon) {
+        rc = SL_ESYS;
+        goto fail;
+    }
+    /* Unbounded queues: a full queue would drop (send) or stall the node
+     * (receive); what we hold is bounded by what callers wait for. */
+    if (s_setopt_int(c->sock, ZMQ_SNDHWM, 0) || s_setopt_int(c->sock, ZMQ_RCVHWM, 0) ||
+        s_setopt_int(c->sock, ZMQ_LINGER, 0) || s_setopt_int(c->sock, ZMQ_RECONNECT_IVL, 100) ||
+        s_setopt_int(c->sock, ZMQ_RECONNECT_IVL_MAX, 1000)) {
+        rc = SL_ESYS;
+        goto fail;
+    }
+    char mon_addr[64];
+    snprintf(mon_addr, sizeof mon_addr, "inproc://sluice-client-monitor-%p", (void *)c);
+    if (zmq_socket_monitor(c->sock, mon_addr, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+        zmq_connect(c->mon, mon_addr) != 0) {
+        rc = SL_ESYS;
+        goto fail;
+    }
+    if (zmq_connect(c->sock, c->endpoint) != 0) {
+        rc = (errno == EINVAL || errno == EPROTONOSUPPORT || errno == ENOCOMPATPROTO)
+                 ? SL_EINVAL
+                 : SL_ESYS;
+        goto fail;
+    }
+    atomic_store(&c->ctr.sessions, 1);
+    if (pthread_create(&c->io, NULL, sl__io_main, c) != 0) {
+        rc = SL_ESYS;
+        goto fail;
+    }
+    return c;
+
+fail:
+    if (c->sock)
+        zmq_socket_monitor(c->sock, NULL, 0);
+    s_free(c);
+    if (err)
+        *err = rc;
+    return NULL;
+}
+
+/* Answer a command the I/O thread never saw. */
+static void s_cmd_abandon(sl__cmd_t *cmd)
+{
+    switch (cmd->kind) {
+    case SL__CMD_REQ:
+        sl__req_complete_error(cmd->req, SL_ECLOSED, 0, NULL);
+        break;
+    case SL__CMD_UNSUB:
+        if (cmd->done) {
+            sl_offer(cmd->done, (void *)(intptr_t)SL_ECLOSED);
+            sl_chan_close(cmd->done);
+            sl_chan_destroy(&cmd->done);
+        }
+        break;
+    case SL__CMD_SUB:
+        if (cmd->sub && cmd->sub->out)
+            sl_chan_close(cmd->sub->out);
+        break;
+    default:
+        break;
+    }
+    free(cmd->error);
+    free(cmd);
+}
+
+void sl_client_destroy(sl_client_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sl_client_t *c = *self_p;
+    *self_p = NULL;
+    atomic_store(&c->closed, true);
+    c->stop_cmd.kind = SL__CMD_STOP;
+    /* Should the put fail (destroy called from a scheduler callback),
+     * close the channel: the I/O thread takes that as STOP too. */
+    if (sl__client_cmd(c, &c->stop_cmd) != SL_OK)
+        sl_chan_close(c->cmds);
+    pthread_join(c->io, NULL);
+    sl_chan_close(c->cmds);
+    void *v;
+    while (sl_poll(c->cmds, &v) == SL_OK)
+        if (v != &c->stop_cmd)
+            s_cmd_abandon(v);
+    /* Let the last acks out if the node is there to take them. */
+    s_setopt_int(c->sock, ZMQ_LINGER, atomic_load(&c->ctr.connected) ? c->linger_ms : 0);
+    zmq_socket_monitor(c->sock, NULL, 0);
+    s_free(c);
+}
+
+int sl_client_wait_connected(sl_client_t *self, int64_t deadline)
+{
+    if (!self)
+        return SL_EINVAL;
+    for (;;) {
+        if (atomic_load(&self->closed))
+            return SL_ECLOSED;
+        if (atomic_load(&self->ctr.connected))
+            return SL_OK;
+        int64_t now = sl_now();
+        if (deadline != SL_FOREVER && now >= deadline)
+            return SL_ETIMEDOUT;
+        int64_t step = now + 2 * 1000000;
+        sl_sleep_until(deadline != SL_FOREVER && deadline < step ? deadline : step);
+    }
+}
+
+void sl_client_counters(sl_client_t *self, sl_client_counters_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!self)
+        return;
+    out->connected = atomic_load(&self->ctr.connected);
+    out->linked = atomic_load(&self->ctr.linked);
+    out->epoch = atomic_load(&self->ctr.epoch);
+    out->sessions = atomic_load(&self->ctr.sessions);
+    out->sent = atomic_load(&self->ctr.sent);
+    out->received = atomic_load(&self->ctr.received);
+    out->resent = atomic_load(&self->ctr.resent);
+    out->pending = atomic_load(&self->ctr.pending);
+    out->delivered = atomic_load(&self->ctr.delivered);
+    out->stale_leases = atomic_load(&self->ctr.stale_leases);
+    out->node_errors = atomic_load(&self->ctr.node_errors);
+    out->bad_messages = atomic_load(&self->ctr.bad_messages);
+}
+
+/* --- requests -------------------------------------------------------- */
+
+/* Encode env into r (stamping r's corr) and check the frame limit. */
+static int s_req_encode(sl_client_t *c, sl__req_t *r, Sluice__V1__Envelope *env)
+{
+    env->corr = r->corr;
+    int rc = sl_wire_pack(env, &r->buf, &r->len);
+    if (rc != SL_OK)
+        return rc;
+    return r->len > c->max_frame ? SL_ETOOBIG : SL_OK;
+}
+
+/* Hand r to the I/O thread and return its promise (caller owns one
+ * reference). r is consumed whatever happens. */
+static sl_chan_t *s_req_submit(sl_client_t *c, sl__req_t *r, int *err)
+{
+    sl_chan_t *promise = sl_chan_ref(r->promise);
+    sl__cmd_t *cmd = s_cmd_new(SL__CMD_REQ);
+    int rc = cmd ? SL_OK : SL_ENOMEM;
+    if (rc == SL_OK) {
+        cmd->req = r;
+        rc = s_cmd_until(c, cmd, r->deadline);
+    }
+    if (rc != SL_OK) {
+        free(cmd);
+        sl__req_free(&r);
+        sl_chan_destroy(&promise);
+        if (err)
+            *err = rc == SL_ECLOSED ? SL_ECLOSED : rc;
+        return NULL;
+    }
+    return promise;
+}
+
+/* Wait for a reply promise; returns the reply (caller owns) or NULL with
+ * *status set. */
+static sl__reply_t *s_reply_take(sl_chan_t **promise_p, int *status)
+{
+    void *v = NULL;
+    int rc = sl_take(*promise_p, &v);
+    sl_chan_destroy(promise_p);
+    if (rc != SL_OK || !v) {
+        *status = rc == SL_OK ? SL_ENOMEM : SL_ECLOSED;
+        return NULL;
+    }
+    sl__reply_t *rep = v;
+    *status = rep->status;
+    return rep;
+}
+
+/* --- producing ------------------------------------------------------- */
+
+static bool s_id_zero(const uint8_t id[SL_ID_LEN])
+{
+    for (int i = 0; i < SL_ID_LEN; i++)
+        if (id[i])
+            return false;
+    return true;
+}
+
+static int s_job_check(const sl_job_t *j)
+{
+    if (sl_queue_name_check(j->queue) != SL_OK || j->priority > 9 ||
+        (!j->payload && j->payload_len > 0) || (j->n_headers > 0 && !j->headers) ||
+        j->delay_ms < 0 || j->ttl_ms < 0)
+        return SL_EINVAL;
+    for (size_t i = 0; i < j->n_headers; i++)
+        if (!j->headers[i].key || !j->headers[i].value)
+            return SL_EINVAL;
+    return SL_OK;
+}
+
+/* Build and encode the Publish for jobs into r. */
+static int s_publish_encode(sl_client_t *c, sl__req_t *r, const sl_job_t *jobs, size_t n)
+{
+    size_t nh = 0;
+    for (size_t i = 0; i < n; i++)
+        nh += jobs[i].n_headers;
+    Sluice__V1__Job *pbs = calloc(n, sizeof *pbs);
+    Sluice__V1__Job **ptrs = calloc(n, sizeof *ptrs);
+    Sluice__V1__Job__HeadersEntry *hs = nh ? calloc(nh, sizeof *hs) : NULL;
+    Sluice__V1__Job__HeadersEntry **hptrs = nh ? calloc(nh, sizeof *hptrs) : NULL;
+    int rc = SL_ENOMEM;
+    if (!pbs || !ptrs || (nh && (!hs || !hptrs)))
+        goto out;
+    int64_t now = sl__wall_ms_now();
+    size_t h = 0;
+    for (size_t i = 0; i < n; i++) {
+        const sl_job_t *j = &jobs[i];
+        Sluice__V1__Job *pb = &pbs[i];
+        sluice__v1__job__init(pb);
+        if (s_id_zero(j->id)) {
+            if ((rc = sl_id_new(r->ids[i])) != SL_OK)
+                goto out;
+        } else {
+            memcpy(r->ids[i], j->id, SL_ID_LEN);
+        }
+        pb->id.data = r->ids[i];
+        pb->id.len = SL_ID_LEN;
+        pb->queue = (char *)j->queue;
+        pb->payload.data = (uint8_t *)j->payload;
+        pb->payload.len = j->payload_len;
+        pb->priority = j->priority;
+        pb->max_attempts = j->max_attempts;
+        pb->created_ms = now;
+        pb->not_before_ms = j->delay_ms > 0 ? now + j->delay_ms : 0;
+        pb->deadline_ms = j->ttl_ms > 0 ? now + j->ttl_ms : 0;
+        if (j->idempotency_key)
+            pb->idempotency_key = (char *)j->idempotency_key;
+        if (j->breaker_key)
+            pb->breaker_key = (char *)j->breaker_key;
+        if (j->n_headers) {
+            pb->headers = &hptrs[h];
+            pb->n_headers = j->n_headers;
+            for (size_t k = 0; k < j->n_headers; k++, h++) {
+                sluice__v1__job__headers_entry__init(&hs[h]);
+                hs[h].key = (char *)j->headers[k].key;
+                hs[h].value = (char *)j->headers[k].value;
+                hptrs[h] = &hs[h];
+            }
+        }
+        ptrs[i] = pb;
+    }
+    Sluice__V1__Publish pub = SLUICE__V1__PUBLISH__INIT;
+    pub.n_jobs = n;
+    pub.jobs = ptrs;
+    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_PUBLISH;
+    env.publish = &pub;
+    rc = s_req_encode(c, r, &env);
+out:
+    free(hptrs);
+    free(hs);
+    free(ptrs);
+    free(pbs);
+    return rc;
+}
+
+sl_chan_t *sl_client_publish_async(sl_client_t *self, const sl_job_t *jobs, size_t n,
+                                   int64_t deadline, int *err)
+{
+    int rc = SL_OK;
+    if (!self || !jobs || n == 0)
+        rc = SL_EINVAL;
+    for (size_t i = 0; rc == SL_OK && i < n; i++)
+        rc = s_job_check(&jobs[i]);
+    if (rc == SL_OK && atomic_load(&self->closed))
+        rc = SL_ECLOSED;
+    if (rc != SL_OK) {
+        if (err)
+            *err = rc;
+        return NULL;
+    }
+    sl__req_t *r = sl__req_new(SL__REQ_PUBLISH, atomic_fetch_add(&self->next_corr, 1), deadline);
+    if (r) {
+        r->n_jobs = n;
+        r->ids = calloc(n, sizeof *r->ids);
+    }
+    rc = r && r->ids ? s_publish_encode(self, r, jobs, n) : SL_ENOMEM;
+    if (rc != SL_OK) {
+        sl__req_free(&r);
+        if (err)
+            *err = rc;
+        return NULL;
+    }
+    return s_req_submit(self, r, err);
+}
+
+int sl_client_publish(sl_client_t *self, const sl_job_t *jobs, size_t n,
+                      sl_confirm_t *confirms, int64_t deadline)
+{
+    if (!confirms)
+        return SL_EINVAL;
+    int err = SL_OK;
+    sl_chan_t *p = sl_client_publish_async(self, jobs, n, deadline, &err);
+    if (!p)
+        return err;
+    void *v = NULL;
+    int rc = sl_take(p, &v);
+    sl_chan_destroy(&p);
+    if (rc != SL_OK || !v)
+        return rc == SL_OK ? SL_ENOMEM : SL_ECLOSED;
+    sl_publish_result_t *res = v;
+    rc = res->status;
+    if (rc == SL_OK)
+        memcpy(confirms, res->confirms, n * sizeof *confirms);
+    sl_publish_result_destroy(&res);
+    return rc;
+}
+
+void sl_publish_result_destroy(sl_publish_result_t **result_p)
+{
+    if (!result_p || !*result_p)
+        return;
+    free(*result_p);
+    *result_p = NULL;
+}
+
+/* --- consuming ------------------------------------------------------- */
+
+static sl__sub_t *s_sub_start(sl_client_t *c, const char *queue, uint32_t window, int *err)
+{
+    sl__sub_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        *err = SL_ENOMEM;
+        return NULL;
+    }
+    s->client = c;
+    snprintf(s->queue, sizeof s->queue, "%s", queue);
+    s->window = window;
+    *err = SL_OK;
+    return s;
+}
+
+/* Register s (unless the queue is taken) and tell the I/O thread. */
+static int s_sub_register(sl_client_t *c, sl__sub_t *s)
+{
+    pthread_mutex_lock(&c->lock);
+    for (sl__sub_t *t = c->subs; t; t = t->next)
+        if (t->active && strcmp(t->queue, s->queue) == 0) {
+            pthread_mutex_unlock(&c->lock);
+            return SL_ESTATE;
+        }
+    s->active = true;
+    s->next = c->subs;
+    c->subs = s;
+    pthread_mutex_unlock(&c->lock);
+    /* From here the client owns s (it stays on the list until destroy). */
+    sl__cmd_t *cmd = s_cmd_new(SL__CMD_SUB);
+    int rc = cmd ? SL_OK : SL_ENOMEM;
+    if (rc == SL_OK) {
+        cmd->sub = s;
+        rc = sl__client_cmd(c, cmd);
+    }
+    if (rc != SL_OK) {
+        free(cmd);
+        pthread_mutex_lock(&c->lock);
+        s->active = false;
+        pthread_mutex_unlock(&c->lock);
+        if (s->out)
+            sl_chan_close(s->out);
+    }
+    return rc;
+}
+
+static int s_sub_args(sl_client_t *self, const char *queue, uint32_t window)
+{
+    if (!self || sl_queue_name_check(queue) != SL_OK || window == 0)
+        return SL_EINVAL;
+    if (atomic_load(&self->closed))
+        return SL_ECLOSED;
+    return SL_OK;
+}
+
+sl_chan_t *sl_client_subscribe(sl_client_t *self, const char *queue, uint32_t credit, int *err)
+{
+    int rc = s_sub_args(self, queue, credit);
+    sl__sub_t *s = NULL;
+    if (rc == SL_OK)
+        s = s_sub_start(self, queue, credit, &rc);
+    if (s) {
+        /* Room for the whole window and then some: the node never sends
+         * more than the window, so the I/O thread's offer never fails. */
+        s->out = sl_chan_new(SL_BUF_FIXED, (size_t)credit * 2 + 16);
+        if (!s->out) {
+            free(s);
+            s = NULL;
+            rc = SL_ENOMEM;
+        }
+    }
+    if (s) {
+        sl_chan_t *out = sl_chan_ref(s->out);
+        rc = s_sub_register(self, s);
+        if (rc == SL_ESTATE) {
+            sl_chan_destroy(&out);
+            sl_chan_destroy(&s->out);
+            free(s);
+        } else if (rc == SL_OK) {
+            return out;
+        } else {
+            sl_chan_destroy(&out);
+        }
+    }
+    if (err)
+        *err = rc;
+    return NULL;
+}
+
+int sl_client_consume(sl_client_t *self, const char *queue, uint32_t concurrency,
+                      sl_handler_fn fn, void *arg, int flags)
+{
+    int rc = s_sub_args(self, queue, concurrency);
+    if (rc != SL_OK)
+        return rc;
+    if (!fn || (flags & ~SL_CONSUME_BLOCKING))
+        return SL_EINVAL;
+    sl__sub_t *s = s_sub_start(self, queue, concurrency, &rc);
+    if (!s)
+        return rc;
+    s->fn = fn;
+    s->arg = arg;
+    s->flags = flags;
+    rc = s_sub_register(self, s);
+    if (rc == SL_ESTATE)
+        free(s);
+    return rc;
+}
+
+int sl_client_unsubscribe(sl_client_t *self, const char *queue, int64_t deadline)
+{
+    if (!self || !queue)
+        return SL_EINVAL;
+    sl__sub_t *s = NULL;
+    pthread_mutex_lock(&self->lock);
+    for (sl__sub_t *t = self->subs; t; t = t->next)
+        if (t->active && strcmp(t->queue, queue) == 0) {
+            s = t;
+            t->active = false;
+            break;
+        }
+    pthread_mutex_unlock(&self->lock);
+    if (!s)
+        return SL_ENOTFOUND;
+    sl__cmd_t *cmd = s_cmd_new(SL__CMD_UNSUB);
+    sl_chan_t *done = sl_chan_new(SL_BUF_PROMISE, 0);
+    if (!cmd || !done) {
+        free(cmd);
+        sl_chan_destroy(&done);
+        return SL_ENOMEM;
+    }
+    cmd->sub = s;
+    cmd->done = sl_chan_ref(done);
+    int rc = sl__client_cmd(self, cmd);
+    if (rc != SL_OK) {
+        sl_chan_destroy(&cmd->done);
+        free(cmd);
+        sl_chan_destroy(&done);
+        return rc;
+    }
+    void *v = NULL;
+    rc = sl_take_until(done, &v, deadline);
+    sl_chan_destroy(&done);
+    if (rc == SL_OK)
+        return (int)(intptr_t)v;
+    return rc == SL_ETIMEDOUT ? SL_ETIMEDOUT : SL_ECLOSED;
+}
+
+static sl__delivery_t *s_delivery(sl_delivery_t *d)
+{
+    sl__delivery_t *in = (sl__delivery_t *)d;
+    return in && in->magic == SL__DELIVERY_MAGIC ? in : NULL;
+}
+
+/* Ack or fail: the lease goes to the I/O thread, the delivery is freed. */
+static int s_settle(sl_client_t *self, sl_delivery_t **d_p, int kind, bool retryable,
+                    const char *error)
+{
+    if (!self || !d_p)
+        return SL_EINVAL;
+    sl__delivery_t *d = s_delivery(*d_p);
+    if (!d || d->sub->client != self)
+        return SL_EINVAL;
+    sl__cmd_t *cmd = s_cmd_new(kind);
+    int rc = SL_ENOMEM;
+    if (cmd) {
+        cmd->sub = d->sub;
+        cmd->lease = d->lease;
+        cmd->retryable = retryable;
+        if (kind == SL__CMD_FAIL && error && !(cmd->error = strdup(error)))
+            cmd->kind = SL__CMD_DONE; /* no memory for the text: let it expire */
+        rc = sl__client_cmd(self, cmd);
+        if (rc != SL_OK) {
+            free(cmd->error);
+            free(cmd);
+        }
+    }
+    sl__delivery_free(&d);
+    *d_p = NULL;
+    return rc;
+}
+
+int sl_client_ack(sl_client_t *self, sl_delivery_t **d_p)
+{
+    return s_settle(self, d_p, SL__CMD_ACK, false, NULL);
+}
+
+int sl_client_fail(sl_client_t *self, sl_delivery_t **d_p, bool retryable, const char *error)
+{
+    return s_settle(self, d_p, SL__CMD_FAIL, retryable, error);
+}
+
+int sl_client_touch(sl_client_t *self, sl_delivery_t *pub, uint32_t extend_ms, int64_t deadline)
+{
+    sl__delivery_t *d = s_delivery(pub);
+    if (!self || !d || d->sub->client != self)
+        return SL_EINVAL;
+    sl__req_t *r = sl__req_new(SL__REQ_TOUCH, atomic_fetch_add(&self->next_corr, 1), deadline);
+    if (!r)
+        return SL_ENOMEM;
+    Sluice__V1__Lease lease = SLUICE__V1__LEASE__INIT;
+    lease.job_id.data = d->lease.job_id;
+    lease.job_id.len = SL_ID_LEN;
+    lease.lease_id = d->lease.lease_id;
+    lease.epoch = d->lease.epoch;
+    lease.expires_ms = d->lease.expires_ms;
+    Sluice__V1__Touch t = SLUICE__V1__TOUCH__INIT;
+    t.lease = &lease;
+    t.extend_ms = extend_ms;
+    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_TOUCH;
+    env.touch = &t;
+    int rc = s_req_encode(self, r, &env);
+    if (rc != SL_OK) {
+        sl__req_free(&r);
+        return rc;
+    }
+    sl_chan_t *p = s_req_submit(self, r, &rc);
+    if (!p)
+        return rc;
+    sl__reply_t *rep = s_reply_take(&p, &rc);
+    if (rep && rc == SL_OK) {
+        d->lease.expires_ms = rep->lease_expires_ms;
+        if (rep->lease_id)
+            d->lease.lease_id = rep->lease_id;
+        d->pub.lease_expires_ms = rep->lease_expires_ms;
+    }
+    if (rep)
+        free(rep->admin.queues);
+    free(rep);
+    return rc;
+}
+
+/* --- administration -------------------------------------------------- */
+
+int sl_client_admin(sl_client_t *self, sl_admin_op_t op, const char *queue,
+                    sl_admin_reply_t *reply, int64_t deadline)
+{
+    if (reply)
+        memset(reply, 0, sizeof *reply);
+    if (!self || !reply || op < SL_ADMIN_STATS || op > SL_ADMIN_DRAIN)
+        return SL_EINVAL;
+    if (queue && !*queue && op == SL_ADMIN_STATS)
+        queue = NULL;
+    if ((queue || op != SL_ADMIN_STATS) && sl_queue_name_check(queue) != SL_OK) {
+        snprintf(reply->node_text, sizeof reply->node_text,
+                 "invalid queue name: 1-%d characters from [A-Za-z0-9._:-]", SL_QUEUE_NAME_MAX);
+        return SL_EINVAL;
+    }
+    if (atomic_load(&self->closed))
+        return SL_ECLOSED;
+    sl__req_t *r = sl__req_new(SL__REQ_ADMIN, atomic_fetch_add(&self->next_corr, 1), deadline);
+    if (!r)
+        return SL_ENOMEM;
+    Sluice__V1__Admin a = SLUICE__V1__ADMIN__INIT;
+    a.op = (Sluice__V1__Admin__Op)op;
+    if (queue)
+        a.queue = (char *)queue;
+    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_ADMIN;
+    env.admin = &a;
+    int rc = s_req_encode(self, r, &env);
+    if (rc != SL_OK) {
+        sl__req_free(&r);
+        return rc;
+    }
+    sl_chan_t *p = s_req_submit(self, r, &rc);
+    if (!p)
+        return rc;
+    sl__reply_t *rep = s_reply_take(&p, &rc);
+    if (rep) {
+        *reply = rep->admin; /* the queues array moves to the caller */
+        free(rep);
+    }
+    return rc;
+}
+
+void sl_admin_reply_release(sl_admin_reply_t *reply)
+{
+    if (!reply)
+        return;
+    free(reply->queues);
+    reply->queues = NULL;
+    reply->n_queues = 0;
+}
+
+int sl_client_stats(sl_client_t *self, const char *queue, sl_queue_stats_t **stats_out,
+                    size_t *n_out, int64_t deadline)
+{
+    if (!stats_out || !n_out)
+        return SL_EINVAL;
+    *stats_out = NULL;
+    *n_out = 0;
+    sl_admin_reply_t rep;
+    int rc = sl_client_admin(self, SL_ADMIN_STATS, queue, &rep, deadline);
+    if (rc == SL_OK) {
+        *stats_out = rep.queues;
+        *n_out = rep.n_queues;
+    } else {
+        sl_admin_reply_release(&rep);
+    }
+    return rc;
+}
+
+static int s_admin_simple(sl_client_t *self, sl_admin_op_t op, const char *queue,
+                          int64_t deadline)
+{
+    sl_admin_reply_t rep;
+    int rc = sl_client_admin(self, op, queue, &rep, deadline);
+    sl_admin_reply_release(&rep);
+    return rc;
+}
+
+int sl_client_pause(sl_client_t *self, const char *queue, int64_t deadline)
+{
+    return s_admin_simple(self, SL_ADMIN_PAUSE, queue, deadline);
+}
+
+int sl_client_resume(sl_client_t *self, const char *queue, int64_t deadline)
+{
+    return s_admin_simple(self, SL_ADMIN_RESUME, queue, deadline);
+}
+
+int sl_client_drain(sl_client_t *self, const char *queue, int64_t deadline)
+{
+    return s_admin_simple(self, SL_ADMIN_DRAIN, queue, deadline);
+}

@@ -1,0 +1,214 @@
+/* client_int.h -- libsluice's internal objects, shared by client.c (the
+ * calls users make), io.c (the I/O thread that owns the socket), req.c
+ * (the table of requests awaiting an answer) and delivery.c (deliveries,
+ * consume handlers).
+ *
+ * Threads: users never touch the socket. Every call turns into an
+ * sl__cmd_t put on `cmds`, which the I/O thread drains (it polls the
+ * channel's eventfd and the socket together). Answers come back on promise
+ * channels made by the caller. Fields marked "io" belong to the I/O thread
+ * alone; the subscription list is shared under `lock`. */
+#ifndef SLUICE_CLIENT_INT_H
+#define SLUICE_CLIENT_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice.pb-c.h"
+#include "sluice/chan.h"
+#include "sluice/client.h"
+
+#define SL__CLIENT_HB_DEFAULT_MS 1000
+#define SL__CLIENT_FRAME_DEFAULT (1u << 20)
+#define SL__CLIENT_LINGER_DEFAULT_MS 1000
+#define SL__CLIENT_CMDS_CAP 4096
+#define SL__CLIENT_BATCH 256    /* messages or commands handled per wake-up */
+#define SL__ERR_TEXT_MAX 256
+
+typedef struct sl__sub sl__sub_t;
+typedef struct sl__req sl__req_t;
+
+/* A request awaiting an answer matched by corr: a publish, an admin call
+ * or a touch. Made by the caller with the envelope already encoded; owned
+ * by the I/O thread from the moment it is taken off `cmds` until it is
+ * completed (sl__req_complete), which puts the result on `promise` and
+ * frees the request. */
+enum { SL__REQ_PUBLISH = 1, SL__REQ_ADMIN, SL__REQ_TOUCH };
+
+struct sl__req {
+    int kind;
+    uint64_t corr;
+    int64_t deadline;           /* monotonic ns, SL_FOREVER = none          */
+    uint8_t *buf;               /* the encoded envelope, resent as is       */
+    size_t len;
+    sl_chan_t *promise;         /* one reference; receives the result       */
+    size_t n_jobs;              /* PUBLISH: jobs, in order, with their ids  */
+    uint8_t (*ids)[SL_ID_LEN];
+    /* io: */
+    int64_t sent_at;            /* last send, monotonic ns                  */
+    sl__req_t *hnext;           /* hash chain                               */
+    sl__req_t *prev, *next;     /* sending order                            */
+    size_t heap_i;              /* index in the deadline heap, or SIZE_MAX  */
+};
+
+/* Result of an admin call or a touch (what the promise carries). */
+typedef struct {
+    int status;
+    sl_admin_reply_t admin;     /* ADMIN                                    */
+    int64_t lease_expires_ms;   /* TOUCH                                    */
+    uint64_t lease_id;          /* TOUCH                                    */
+} sl__reply_t;
+
+/* The lease a delivery holds, as the node sent it. */
+typedef struct {
+    uint8_t job_id[SL_ID_LEN];
+    uint64_t lease_id;
+    uint64_t epoch;
+    int64_t expires_ms;
+} sl__lease_t;
+
+/* A delivery as the user sees it (pub) plus what the client needs. One
+ * allocation holds the strings, headers and payload after the struct. */
+typedef struct {
+    sl_delivery_t pub;          /* first: sl_delivery_t * casts to this     */
+    sl__sub_t *sub;
+    sl__lease_t lease;
+    char error[SL__ERR_TEXT_MAX];/* sl_delivery_set_error                   */
+    uint32_t magic;             /* catches a double ack or a foreign pointer */
+} sl__delivery_t;
+
+#define SL__DELIVERY_MAGIC 0x5d311e7u
+
+/* One subscription (sl_client_subscribe or sl_client_consume). Lives until
+ * the client is destroyed, so late acks of an unsubscribed queue are safe. */
+struct sl__sub {
+    sl_client_t *client;
+    char queue[SL_QUEUE_NAME_MAX + 1];
+    uint32_t window;            /* credit / concurrency                     */
+    sl_chan_t *out;             /* subscribe: deliveries; NULL for consume  */
+    sl_handler_fn fn;           /* consume                                  */
+    void *arg;
+    int flags;
+    bool active;                /* under lock: subscribed, not unsubscribed */
+    sl__sub_t *next;            /* under lock: the client's list            */
+    /* io: */
+    bool live;                  /* subscribed, taking deliveries            */
+    bool draining;              /* stopped: Unsubscribe when running is 0   */
+    bool sent;                  /* Subscribe sent                           */
+    uint32_t running;           /* delivered, not yet acked or failed       */
+    uint32_t granted;           /* credit the node may still spend          */
+    uint32_t credit_pending;    /* earned back, sent at the next flush      */
+    sl_chan_t *idle;            /* unsubscribe waits: closed when running 0 */
+};
+
+/* Commands from users to the I/O thread. */
+enum {
+    SL__CMD_REQ = 1,            /* send req and await its answer            */
+    SL__CMD_ACK,                /* ack lease; sub gets a job back           */
+    SL__CMD_FAIL,               /* fail lease                               */
+    SL__CMD_SUB,                /* start sub                                */
+    SL__CMD_UNSUB,              /* stop sub; close `done` when idle         */
+    SL__CMD_DONE,               /* a delivery ended without ack or fail     */
+    SL__CMD_STOP                /* destroy: finish and exit                 */
+};
+
+typedef struct {
+    int kind;
+    sl__req_t *req;             /* REQ                                      */
+    sl__sub_t *sub;             /* ACK, FAIL, SUB, UNSUB, DONE              */
+    sl__lease_t lease;          /* ACK, FAIL                                */
+    bool retryable;             /* FAIL                                     */
+    char *error;                /* FAIL: owned, may be NULL                 */
+    sl_chan_t *done;            /* UNSUB: promise of an int status          */
+} sl__cmd_t;
+
+struct sl_client {
+    char *endpoint;
+    char *consumer_id;
+    int heartbeat_ms;
+    int resend_ms;
+    size_t max_frame;
+    int linger_ms;
+
+    void *zctx;
+    void *sock;                 /* io: the DEALER                           */
+    void *mon;                  /* io: PAIR receiving socket monitor events */
+    pthread_t io;
+    sl_chan_t *cmds;            /* users -> io: sl__cmd_t *                 */
+    sl__cmd_t stop_cmd;         /* destroy's STOP: needs no allocation      */
+    _Atomic uint64_t next_corr;
+    _Atomic bool closed;        /* destroy began: calls return SL_ECLOSED   */
+
+    pthread_mutex_t lock;       /* guards subs                              */
+    sl__sub_t *subs;
+
+    /* io: the session with the node */
+    uint64_t epoch;
+    bool epoch_known;
+    bool up;                    /* the node answered, not silent since      */
+    bool tcp_dropped;           /* monitor saw DISCONNECTED                 */
+    bool resync;                /* declared the node gone: new session when
+                                   it answers again                         */
+    int node_hb_ms;             /* the node's interval (0 = not announced)  */
+    int64_t last_recv, last_send;
+    bool stopping;
+    bool cmds_closed;
+
+    /* io: pending requests */
+    sl__req_t **buckets;
+    size_t nbuckets, npending;
+    sl__req_t *req_head, *req_tail;
+    sl__req_t **heap;
+    size_t heap_n, heap_cap;
+    int64_t next_resend_scan;
+
+    /* io: ack batch */
+    sl__lease_t *ack_pending;
+    Sluice__V1__AckItem *ack_items;
+    Sluice__V1__Lease *ack_leases;
+    size_t ack_n, ack_cap;
+
+    /* readable by anyone */
+    struct {
+        _Atomic bool connected, linked;
+        _Atomic uint64_t epoch, sessions, sent, received, resent, pending, delivered,
+            stale_leases, node_errors, bad_messages;
+    } ctr;
+};
+
+/* req.c -- the pending table: by corr (hash), by sending order (list) and
+ * by deadline (heap). I/O thread only. */
+int sl__req_table_init(sl_client_t *c);
+void sl__req_table_release(sl_client_t *c);
+int sl__req_add(sl_client_t *c, sl__req_t *r);
+sl__req_t *sl__req_find(sl_client_t *c, uint64_t corr);
+void sl__req_remove(sl_client_t *c, sl__req_t *r);
+sl__req_t *sl__req_earliest(sl_client_t *c);
+/* Make a request (caller owns until it is handed to the I/O thread). */
+sl__req_t *sl__req_new(int kind, uint64_t corr, int64_t deadline);
+void sl__req_free(sl__req_t **r_p);
+/* Answer r: put its result on the promise, close it, free r. Publish:
+ * confirms may be NULL when status is not SL_OK; text may be NULL. */
+void sl__req_complete_publish(sl__req_t *r, int status, const char *text,
+                              Sluice__V1__JobConfirm **confirms, size_t n);
+void sl__req_complete_reply(sl__req_t *r, sl__reply_t *reply);
+void sl__req_complete_error(sl__req_t *r, int status, int node_code, const char *text);
+
+/* io.c */
+void *sl__io_main(void *arg);
+int sl__err_from_node(int code);
+
+/* delivery.c */
+sl__delivery_t *sl__delivery_new(sl__sub_t *sub, const Sluice__V1__Delivery *pb);
+void sl__delivery_free(sl__delivery_t **d_p);
+/* Hand a delivery to its subscription (I/O thread): onto the channel, or
+ * to a new handler. SL_OK, or an error with d still owned by the caller. */
+int sl__delivery_dispatch(sl__delivery_t *d);
+
+/* client.c */
+int sl__client_cmd(sl_client_t *c, sl__cmd_t *cmd);
+int64_t sl__wall_ms_now(void);
+
+#endif

@@ -1,0 +1,330 @@
+/* client.h -- libsluice: publish to, consume from and administer Sluice
+ * queues on a node, over the wire protocol of docs/protocol.md.
+ *
+ * One sl_client_t is one connection (a ZeroMQ DEALER) to one node, served
+ * by one I/O thread the client owns; every call below is thread-safe and
+ * may be made from plain threads, sl_go coroutines (waits park the
+ * coroutine) or sl_thread tasks. Asynchronous results arrive on sluice/chan
+ * channels. Deadlines are absolute CLOCK_MONOTONIC nanoseconds, as in
+ * chan.h: sl_deadline_ms(ms) for "ms from now", SL_FOREVER for no limit.
+ * The library never logs: it returns SL_E* codes (sluice/error.h) and
+ * exposes counters (sl_client_counters). See docs/client.md. */
+#ifndef SLUICE_CLIENT_H
+#define SLUICE_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/chan.h"
+#include "sluice/error.h"
+#include "sluice/id.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SL_CLIENT_ENDPOINT_DEFAULT "tcp://127.0.0.1:7450"
+#define SL_QUEUE_NAME_MAX 128  /* characters in a queue name: [A-Za-z0-9._:-] */
+
+typedef struct sl_client sl_client_t;
+
+/* --- Lifecycle ------------------------------------------------------- */
+
+typedef struct {
+    const char *endpoint;     /* node to connect to; NULL = the default    */
+    int heartbeat_ms;         /* 0 = 1000. The client sends at the smaller
+                                 of this and the node's announced interval,
+                                 and declares the node gone after 3 of the
+                                 node's intervals of silence              */
+    int resend_ms;            /* 0 = resend unconfirmed requests only after
+                                 a reconnect or a node restart (right for a
+                                 `block` queue, whose confirms are late by
+                                 design); > 0 = also after this long
+                                 without an answer                         */
+    size_t max_frame;         /* largest envelope sent or accepted; 0 =
+                                 1 MiB (the node's default). Larger outgoing
+                                 requests fail with SL_ETOOBIG             */
+    const char *consumer_id;  /* name sent in Subscribe, shown in stats;
+                                 NULL = none                               */
+    int linger_ms;            /* on destroy, how long unsent messages may
+                                 still go out while the node is reachable;
+                                 0 = 1000, < 0 = none                      */
+} sl_client_opts_t;
+
+/* Create a client for opts->endpoint (NULL opts: all defaults) and start
+ * its I/O thread. Connecting is asynchronous: requests made before the
+ * node answers are queued and sent when it does; sl_client_wait_connected
+ * waits for that. Returns the client (caller owns; sl_client_destroy), or
+ * NULL with *err (may be NULL) set to SL_EINVAL (bad endpoint or option),
+ * SL_ENOMEM or SL_ESYS. */
+sl_client_t *sl_client_new(const sl_client_opts_t *opts, int *err);
+
+/* Stop the client and free it; accepts NULL and sets *self_p to NULL.
+ * Unsubscribes every queue, waits for running sl_client_consume handlers
+ * to return (their acks are sent), answers every pending request with
+ * SL_ECLOSED, then closes the connection. Deliveries taken from an
+ * sl_client_subscribe channel must be acked or failed before this call;
+ * using one afterwards is undefined. Must not be called from a handler. */
+void sl_client_destroy(sl_client_t **self_p);
+
+/* Wait until the node has answered in the current session (any message
+ * counts). SL_OK, SL_ETIMEDOUT at deadline, SL_ECLOSED if destroyed. */
+int sl_client_wait_connected(sl_client_t *self, int64_t deadline);
+
+/* Counters and connection state; a consistent-enough snapshot (each field
+ * is read atomically). */
+typedef struct {
+    bool connected;          /* the node answered and has not been silent
+                                for 3 intervals since                      */
+    bool linked;             /* a TCP connection to the endpoint is up
+                                (the node may not have spoken yet)         */
+    uint64_t epoch;          /* the node's incarnation; 0 = not known yet  */
+    uint64_t sessions;       /* sessions started: 1 + reconnects + node
+                                restarts seen                              */
+    uint64_t sent;           /* envelopes sent (heartbeats included)       */
+    uint64_t received;       /* envelopes received                         */
+    uint64_t resent;         /* requests sent again (new session or
+                                resend_ms)                                 */
+    uint64_t pending;        /* requests awaiting an answer                */
+    uint64_t delivered;      /* jobs delivered to this client              */
+    uint64_t stale_leases;   /* acks, fails and touches the node refused   */
+    uint64_t node_errors;    /* Error envelopes received                   */
+    uint64_t bad_messages;   /* undecodable or oversized envelopes dropped */
+} sl_client_counters_t;
+void sl_client_counters(sl_client_t *self, sl_client_counters_t *out);
+
+/* --- Producing ------------------------------------------------------- */
+
+typedef struct {
+    const char *key;
+    const char *value;
+} sl_header_t;
+
+/* A job to publish. Everything is borrowed for the duration of the call
+ * (the library encodes it before returning). Zero fields mean "none" or
+ * "the queue's default". */
+typedef struct {
+    const char *queue;            /* required, 1..128 of [A-Za-z0-9._:-]  */
+    const void *payload;          /* may be NULL when payload_len is 0    */
+    size_t payload_len;
+    uint8_t id[SL_ID_LEN];    /* all zero: the library picks a fresh
+                                     id, reported in the confirm          */
+    uint32_t priority;            /* 0 (lowest) .. 9                      */
+    int64_t delay_ms;             /* > 0: not delivered before now+delay  */
+    int64_t ttl_ms;               /* > 0: dead ("expired") if not done by
+                                     now+ttl (counted from publish)       */
+    uint32_t max_attempts;        /* 0 = the queue's default              */
+    const char *idempotency_key;  /* NULL/"" = none; a second publish
+                                     with the same key is DUPLICATE       */
+    const char *breaker_key;      /* NULL/"" = none                       */
+    const sl_header_t *headers;
+    size_t n_headers;
+} sl_job_t;
+
+typedef enum {
+    SL_CONFIRM_ACCEPTED = 0,  /* stored                                    */
+    SL_CONFIRM_DUPLICATE = 1, /* same id or idempotency key already held or
+                                 recently done; after a resend, also "an
+                                 earlier send of this very job was stored" */
+    SL_CONFIRM_REJECTED = 2   /* not stored: see reason, retry_after_ms    */
+} sl_confirm_status_t;
+
+typedef struct {
+    uint8_t id[SL_ID_LEN];
+    sl_confirm_status_t status;
+    uint32_t retry_after_ms;      /* REJECTED: retry after this, if > 0   */
+    char reason[128];             /* REJECTED: why (truncated), else ""   */
+} sl_confirm_t;
+
+/* Publish n jobs (n >= 1) in one request and wait for the node's confirm
+ * of each, in order, into confirms[0..n-1] (caller's array). A job that is
+ * not confirmed when the connection is re-established or the node
+ * restarts is sent again with the same id (the node deduplicates). Under
+ * the node's `block` overflow policy the confirm comes only when there is
+ * room: the call waits, up to deadline.
+ * Returns SL_OK (confirms filled: check each status), SL_ETIMEDOUT
+ * (deadline passed: the jobs may or may not have been stored; publishing
+ * them again with the same ids is safe), SL_EINVAL (n == 0, a bad queue
+ * name, priority > 9, NULL payload with a length), SL_ETOOBIG (the request
+ * exceeds max_frame), SL_EPROTO (the node refused the envelope or answered
+ * nonsense), SL_ECLOSED (client destroyed), SL_ENOMEM. */
+int sl_client_publish(sl_client_t *self, const sl_job_t *jobs, size_t n,
+                      sl_confirm_t *confirms, int64_t deadline);
+
+/* The outcome of an asynchronous publish. */
+typedef struct {
+    int status;                   /* as sl_client_publish's return value  */
+    char error[128];              /* the node's text when it sent Error   */
+    size_t n;
+    sl_confirm_t confirms[];      /* n entries when status is SL_OK       */
+} sl_publish_result_t;
+
+/* As sl_client_publish without waiting: returns a promise channel (caller
+ * owns one reference) that receives one sl_publish_result_t * when the
+ * confirms arrive, the deadline passes or the client is destroyed. The
+ * result is owned by whoever takes it (a promise gives every taker the
+ * same pointer: let exactly one free it, with sl_publish_result_destroy).
+ * NULL with *err set for the immediate errors of sl_client_publish. */
+sl_chan_t *sl_client_publish_async(sl_client_t *self, const sl_job_t *jobs, size_t n,
+                                   int64_t deadline, int *err);
+
+/* Free a result taken from a publish promise; accepts NULL. */
+void sl_publish_result_destroy(sl_publish_result_t **result_p);
+
+/* Job ids are sluice/id.h's: sl_id_new() makes one (time-ordered, like
+ * UUIDv7), sl_id_to_hex() formats it. */
+
+/* 0 if name is a valid queue name, else SL_EINVAL. */
+int sl_queue_name_check(const char *name);
+
+/* --- Consuming ------------------------------------------------------- */
+
+/* A delivered job. Fields are read-only and valid until the delivery is
+ * given back with sl_client_ack or sl_client_fail (exactly one of them,
+ * once), which free it. */
+typedef struct {
+    const char *queue;
+    const uint8_t *id;            /* SL_ID_LEN bytes                  */
+    const void *payload;
+    size_t payload_len;
+    uint32_t priority;
+    uint32_t attempt;             /* deliveries so far, this one included */
+    uint32_t max_attempts;        /* 0 = the queue's default              */
+    int64_t created_ms;           /* producer's wall clock                */
+    int64_t deadline_ms;          /* 0 = no TTL                           */
+    const char *idempotency_key;  /* "" = none                            */
+    const char *breaker_key;
+    const char *last_error;       /* from the previous failed attempt     */
+    const sl_header_t *headers;
+    size_t n_headers;
+    int64_t lease_expires_ms;     /* node clock; moved by sl_client_touch */
+} sl_delivery_t;
+
+/* Subscribe to queue with a window of `credit` jobs (>= 1): the node sends
+ * at most that many jobs not yet acked or failed, and the client grants
+ * credit back as deliveries are acked or failed. Returns a channel (caller
+ * owns one reference) of sl_delivery_t *, each owned by its taker until
+ * acked or failed. The channel is closed by sl_client_unsubscribe or
+ * sl_client_destroy. After a reconnect or a node restart the client
+ * subscribes again by itself. NULL with *err: SL_EINVAL (bad name or
+ * credit 0), SL_ESTATE (this client already consumes queue), SL_ECLOSED,
+ * SL_ENOMEM. */
+sl_chan_t *sl_client_subscribe(sl_client_t *self, const char *queue, uint32_t credit,
+                               int *err);
+
+/* Acknowledge a delivery: the job is done. Takes ownership of *d_p, frees
+ * it and sets it to NULL. Does not wait for the node: a refused ack (the
+ * lease expired and the job went to someone else) is counted in
+ * stale_leases. SL_OK, SL_EINVAL (NULL), SL_ECLOSED (client stopped: the
+ * delivery is still freed; the lease will expire). */
+int sl_client_ack(sl_client_t *self, sl_delivery_t **d_p);
+
+/* Fail a delivery. retryable: retried with backoff while attempts remain;
+ * otherwise dead. error (may be NULL) is stored as the job's last_error.
+ * Ownership and return values as sl_client_ack. */
+int sl_client_fail(sl_client_t *self, sl_delivery_t **d_p, bool retryable, const char *error);
+
+/* Extend a delivery's lease by extend_ms (0: the queue's lease time) and
+ * wait for the node's answer; on SL_OK d->lease_expires_ms is updated.
+ * d stays borrowed. SL_ENOTFOUND (stale lease: expired, or from before a
+ * node restart), SL_ETIMEDOUT, SL_ECLOSED. */
+int sl_client_touch(sl_client_t *self, sl_delivery_t *d, uint32_t extend_ms, int64_t deadline);
+
+/* Handler results for sl_client_consume (same values as sl_node's). */
+enum {
+    SL_JOB_ACK = 0,   /* done                                               */
+    SL_JOB_RETRY = 1, /* retryable failure (so is any other non-zero value) */
+    SL_JOB_FAIL = 2   /* permanent failure: the job goes dead               */
+};
+
+/* Run one job. d is borrowed for the call (do not ack or fail it: the
+ * return value does); it may be touched. Set a failure text with
+ * sl_delivery_set_error. */
+typedef int (*sl_handler_fn)(sl_client_t *client, sl_delivery_t *d, void *arg);
+
+enum {
+    SL_CONSUME_BLOCKING = 1 << 0 /* run handlers on the blocking pool
+                                    (sl_thread) instead of as coroutines */
+};
+
+/* Consume queue: run fn(client, d, arg) for each job, up to `concurrency`
+ * at once, as coroutines (sl_go; they must not block their thread) or
+ * with SL_CONSUME_BLOCKING on the blocking pool. Ack on SL_JOB_ACK, fail
+ * permanently on SL_JOB_FAIL, fail retryably otherwise. Credit is managed
+ * for you: the window is `concurrency`. Returns at once: SL_OK,
+ * SL_EINVAL, SL_ESTATE (already consuming queue), SL_ECLOSED, SL_ENOMEM.
+ * Stop with sl_client_unsubscribe or sl_client_destroy. */
+int sl_client_consume(sl_client_t *self, const char *queue, uint32_t concurrency,
+                      sl_handler_fn fn, void *arg, int flags);
+
+/* Record why a handler is about to fail the job (copied; at most 255
+ * bytes kept). Without it the failure text is "handler returned N". */
+void sl_delivery_set_error(sl_delivery_t *d, const char *error);
+
+/* Stop consuming queue. The node is told to send no more (credit 0) and
+ * the subscribe channel is closed; deliveries already in it may still be
+ * taken, acked and failed. Once every delivery has been acked or failed
+ * the client unsubscribes for good (doing it sooner would make the node
+ * requeue jobs still being worked on). For sl_client_consume, waits until
+ * the running handlers have returned, up to deadline (from inside a
+ * handler pass sl_now(): a handler cannot wait for itself). SL_OK,
+ * SL_ENOTFOUND (not subscribed), SL_ETIMEDOUT (handlers still running;
+ * they finish on their own), SL_ECLOSED. */
+int sl_client_unsubscribe(sl_client_t *self, const char *queue, int64_t deadline);
+
+/* --- Administration -------------------------------------------------- */
+
+typedef struct {
+    char name[SL_QUEUE_NAME_MAX + 1];
+    uint64_t depth;               /* ready jobs                           */
+    uint64_t delayed;             /* waiting for not_before or backoff    */
+    uint64_t in_flight;           /* leased                               */
+    uint64_t dead;
+    uint64_t published, delivered, acked, failed, retried, dropped, expired;
+    uint64_t capacity;            /* max length                           */
+    uint32_t consumers;
+    bool paused;
+    char overflow[16];            /* block | drop-new | drop-oldest       */
+} sl_queue_stats_t;
+
+typedef enum {
+    SL_ADMIN_STATS = 0,  /* every queue, or the one named                  */
+    SL_ADMIN_PAUSE = 1,  /* stop delivering a queue (publishes accepted)    */
+    SL_ADMIN_RESUME = 2, /* deliver again                                   */
+    SL_ADMIN_DRAIN = 3   /* refuse publishes, deliver what is left          */
+} sl_admin_op_t;
+
+typedef struct {
+    sl_queue_stats_t *queues;     /* caller owns: sl_admin_reply_release  */
+    size_t n_queues;
+    char node_id[128];
+    uint64_t epoch;
+    uint64_t peers;
+    int node_code;                /* the node's Error.code; 0 = none      */
+    char node_text[256];          /* the node's explanation               */
+} sl_admin_reply_t;
+
+/* Send Admin{op, queue} and wait for the reply into *reply (zeroed first;
+ * release it with sl_admin_reply_release whatever the result). queue may
+ * be NULL (or "") only for SL_ADMIN_STATS, meaning every queue. Returns
+ * SL_OK, or: SL_EINVAL (bad arguments: node_text says which), SL_ENOTFOUND
+ * (the node has no such queue; queues exist once published to or
+ * subscribed), SL_EPROTO or SL_ESTATE (the node refused: node_code and
+ * node_text say why), SL_ETIMEDOUT, SL_ECLOSED, SL_ENOMEM. */
+int sl_client_admin(sl_client_t *self, sl_admin_op_t op, const char *queue,
+                    sl_admin_reply_t *reply, int64_t deadline);
+void sl_admin_reply_release(sl_admin_reply_t *reply);
+
+/* Shorthands. sl_client_stats: *stats_out gets an array of *n_out queues
+ * (caller owns; free()). */
+int sl_client_stats(sl_client_t *self, const char *queue, sl_queue_stats_t **stats_out,
+                    size_t *n_out, int64_t deadline);
+int sl_client_pause(sl_client_t *self, const char *queue, int64_t deadline);
+int sl_client_resume(sl_client_t *self, const char *queue, int64_t deadline);
+int sl_client_drain(sl_client_t *self, const char *queue, int64_t deadline);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,789 @@
+/* io.c -- the client's I/O thread: the only code that touches the DEALER
+ * socket. It waits on the socket, on the command channel's eventfd and on
+ * the socket monitor together (zmq_poll), sends what users asked for,
+ * matches answers to requests, hands deliveries to subscriptions, grants
+ * credit back, heartbeats, and starts a new session when the connection
+ * comes back or the node restarts.
+ *
+ * Session states (docs/client.md "Sessions"):
+ *
+ *            first message from the node (s_alive)
+ *   CONNECTING -------------------------------------> UP
+ *       ^                                            |  |
+ *       | s_monitor: TCP reconnected                  |  | silent 3 intervals
+ *       |   -> s_new_session (resubscribe, resend)    |  v (s_timers)
+ *       '---------- s_monitor: TCP dropped ----------' DOWN --s_alive--> UP
+ *                                                            + s_new_session
+ *   UP --s_saw_epoch: epoch changed--> s_new_session (node restarted)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "client_int.h"
+#include "sluice/wire.h"
+
+typedef Sluice__V1__Envelope env_t;
+
+int sl__err_from_node(int code)
+{
+    switch (code) {
+    case SLUICE__V1__ERROR__CODE__BAD_QUEUE:
+    case SLUICE__V1__ERROR__CODE__BAD_ID:
+        return SL_EINVAL;
+    case SLUICE__V1__ERROR__CODE__STALE_LEASE:
+    case SLUICE__V1__ERROR__CODE__NOT_SUBSCRIBED:
+    case SLUICE__V1__ERROR__CODE__STALE_EPOCH:
+        return SL_ENOTFOUND;
+    case SLUICE__V1__ERROR__CODE__FULL:
+        return SL_ELIMIT;
+    case SLUICE__V1__ERROR__CODE__PAUSED:
+    case SLUICE__V1__ERROR__CODE__SHUTTING_DOWN:
+        return SL_ESTATE;
+    default: /* UNKNOWN, BAD_MESSAGE, UNKNOWN_KIND, codes we do not know */
+        return SL_EPROTO;
+    }
+}
+
+/* --- sending --------------------------------------------------------- */
+
+static int s_send_bytes(sl_client_t *c, const void *buf, size_t len)
+{
+    int rc;
+    do
+        rc = zmq_send(c->sock, buf, len, ZMQ_DONTWAIT);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        return SL_ESYS; /* SNDHWM is unlimited: only a dead context gets here */
+    c->last_send = sl_now();
+    atomic_fetch_add(&c->ctr.sent, 1);
+    return SL_OK;
+}
+
+static int s_send_env(sl_client_t *c, env_t *env)
+{
+    int rc = sl_wire_send(c->sock, NULL, 0, env, ZMQ_DONTWAIT);
+    if (rc == SL_OK) {
+        c->last_send = sl_now();
+        atomic_fetch_add(&c->ctr.sent, 1);
+    }
+    return rc;
+}
+
+static int s_hb_interval(const sl_client_t *c)
+{
+    int ms = c->heartbeat_ms;
+    if (c->node_hb_ms > 0 && c->node_hb_ms < ms)
+        ms = c->node_hb_ms;
+    return ms;
+}
+
+static int64_t s_silence_ns(const sl_client_t *c)
+{
+    int ms = c->node_hb_ms > 0 ? c->node_hb_ms : c->heartbeat_ms;
+    return 3 * (int64_t)ms * 1000000;
+}
+
+static void s_send_heartbeat(sl_client_t *c)
+{
+    Sluice__V1__Heartbeat hb = SLUICE__V1__HEARTBEAT__INIT;
+    hb.node_id = c->consumer_id ? c->consumer_id : (char *)"";
+    hb.sent_ms = sl__wall_ms_now();
+    hb.interval_ms = (uint32_t)s_hb_interval(c);
+    env_t env = SLUICE__V1__ENVELOPE__INIT;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    s_send_env(c, &env);
+}
+
+static void s_lease_to_pb(const sl__lease_t *l, Sluice__V1__Lease *pb)
+{
+    sluice__v1__lease__init(pb);
+    pb->job_id.data = (uint8_t *)l->job_id;
+    pb->job_id.len = SL_ID_LEN;
+    pb->lease_id = l->lease_id;
+    pb->epoch = l->epoch;
+    pb->expires_ms = l->expires_ms;
+}
+
+static void s_send_fail(sl_client_t *c, const Sluice__V1__Lease *lease, bool retryable,
+                        const char *error)
+{
+    Sluice__V1__Fail f = SLUICE__V1__FAIL__INIT;
+    f.lease = (Sluice__V1__Lease *)lease;
+    f.retryable = retryable;
+    f.error = (char *)(error ? error : "");
+    env_t env = SLUICE__V1__ENVELOPE__INIT;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_FAIL;
+    env.fail = &f;
+    s_send_env(c, &env);
+}
+
+static void s_send_subscribe(sl_client_t *c, sl__sub_t *s)
+{
+    uint32_t credit = s->running < s->window ? s->window - s->running : 0;
+    Sluice__V1__Subscribe sub = SLUICE__V1__SUBSCRIBE__INIT;
+    sub.queue = s->queue;
+    sub.credit = credit;
+    sub.consumer_id = c->consumer_id ? c->consumer_id : (char *)"";
+    env_t env = SLUICE__V1__ENVELOPE__INIT;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE;
+    env.subscribe = &sub;
+    s_send_env(c, &env);
+    s->granted = credit;
+    s->credit_pending = 0;
+    s->sent = true;
+}
+
+static void s_send_unsubscribe(sl_client_t *c, sl__sub_t *s)
+{
+    Sluice__V1__Unsubscribe u = SLUICE__V1__UNSUBSCRIBE__INIT;
+    u.queue = s->queue;
+    env_t env = SLUICE__V1__ENVELOPE__INIT;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_UNSUBSCRIBE;
+    env.unsubscribe = &u;
+    s_send_env(c, &env);
+}
+
+/* The first subscription. The list only grows at the head (under lock) and
+ * a node's `next` never changes once linked, so the I/O thread may walk it
+ * from a snapshot of the head without holding the lock. */
+static sl__sub_t *s_subs(sl_client_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    sl__sub_t *head = c->subs;
+    pthread_mutex_unlock(&c->lock);
+    return head;
+}
+
+/* Send the batched acks. Before anything that could make the node drop
+ * those leases (Unsubscribe) and at the end of every wake-up. */
+static void s_flush_acks(sl_client_t *c)
+{
+    if (c->ack_n > 0) {
+        Sluice__V1__AckItem *ptrs[SL__CLIENT_BATCH];
+        size_t done = 0;
+        while (done < c->ack_n) {
+            size_t k = c->ack_n - done;
+            if (k > SL__CLIENT_BATCH)
+                k = SL__CLIENT_BATCH;
+            for (size_t i = 0; i < k; i++) {
+                Sluice__V1__AckItem *it = &c->ack_items[done + i];
+                sluice__v1__ack_item__init(it);
+                s_lease_to_pb(&c->ack_pending[done + i], &c->ack_leases[done + i]);
+                it->lease = &c->ack_leases[done + i];
+                ptrs[i] = it;
+            }
+            Sluice__V1__Ack ack = SLUICE__V1__ACK__INIT;
+            ack.n_items = k;
+            ack.items = ptrs;
+            env_t env = SLUICE__V1__ENVELOPE__INIT;
+            env.body_case = SLUICE__V1__ENVELOPE__BODY_ACK;
+            env.ack = &ack;
+            s_send_env(c, &env);
+            done += k;
+        }
+        c->ack_n = 0;
+    }
+}
+
+/* Send the batched acks, then the credit earned since the last flush. */
+static void s_flush(sl_client_t *c)
+{
+    s_flush_acks(c);
+    for (sl__sub_t *s = s_subs(c); s; s = s->next) {
+        if (s->credit_pending == 0)
+            continue;
+        Sluice__V1__Credit cr = SLUICE__V1__CREDIT__INIT;
+        cr.queue = s->queue;
+        cr.credit = s->credit_pending;
+        env_t env = SLUICE__V1__ENVELOPE__INIT;
+        env.body_case = SLUICE__V1__ENVELOPE__BODY_CREDIT;
+        env.credit = &cr;
+        s_send_env(c, &env);
+        s->credit_pending = 0;
+    }
+}
+
+static int s_ack_push(sl_client_t *c, const sl__lease_t *l)
+{
+    if (c->ack_n == c->ack_cap) {
+        size_t cap = c->ack_cap ? c->ack_cap * 2 : 64;
+        sl__lease_t *p = realloc(c->ack_pending, cap * sizeof *p);
+        if (!p)
+            return SL_ENOMEM;
+        c->ack_pending = p;
+        Sluice__V1__AckItem *it = realloc(c->ack_items, cap * sizeof *it);
+        if (!it)
+            return SL_ENOMEM;
+        c->ack_items = it;
+        Sluice__V1__Lease *ls = realloc(c->ack_leases, cap * sizeof *ls);
+        if (!ls)
+            return SL_ENOMEM;
+        c->ack_leases = ls;
+        c->ack_cap = cap;
+    }
+    c->ack_pending[c->ack_n++] = *l;
+    return SL_OK;
+}
+
+/* --- subscriptions --------------------------------------------------- */
+
+/* 1 if another subscription to s's queue is live (a re-subscribe). */
+static bool s_queue_taken(sl_client_t *c, const sl__sub_t *s)
+{
+    for (sl__sub_t *t = s_subs(c); t; t = t->next)
+        if (t != s && t->live && strcmp(t->queue, s->queue) == 0)
+            return true;
+    return false;
+}
+
+/* A stopping subscription whose last delivery has ended: now the node may
+ * forget it (an earlier Unsubscribe would have requeued those jobs under
+ * the handlers' feet). */
+static void s_sub_idle_check(sl_client_t *c, sl__sub_t *s)
+{
+    if (!s->draining || s->running > 0)
+        return;
+    s->draining = false;
+    s_flush_acks(c); /* acks first: Unsubscribe requeues what is still leased */
+    if (!s_queue_taken(c, s)) /* the node knows one consumer per queue */
+        s_send_unsubscribe(c, s);
+    if (s->idle) {
+        sl_offer(s->idle, (void *)(intptr_t)SL_OK);
+        sl_chan_close(s->idle);
+        sl_chan_destroy(&s->idle);
+    }
+}
+
+/* A delivery of s ended (acked, failed or abandoned): earn its credit back. */
+static void s_job_done(sl_client_t *c, sl__sub_t *s)
+{
+    if (s->running > 0)
+        s->running--;
+    if (s->live && s->sent) {
+        uint32_t used = s->running + s->granted + s->credit_pending;
+        if (used < s->window) {
+            uint32_t more = s->window - used;
+            s->credit_pending += more;
+            s->granted += more;
+        }
+    }
+    s_sub_idle_check(c, s);
+}
+
+/* The subscription deliveries of queue belong to: live, or stopping and
+ * still owed the jobs that crossed its credit-0 Subscribe. */
+static sl__sub_t *s_sub_for(sl_client_t *c, const char *queue)
+{
+    sl__sub_t *found = NULL;
+    for (sl__sub_t *s = s_subs(c); s; s = s->next)
+        if ((s->live || s->draining) && strcmp(s->queue, queue) == 0) {
+            found = s;
+            if (s->live)
+                break;
+        }
+    return found;
+}
+
+/* Stop a subscription: no more credit (Subscribe with credit 0 keeps the
+ * leases we hold valid), close its channel, and Unsubscribe once the
+ * deliveries out there have ended (s_sub_idle_check). */
+static void s_sub_stop(sl_client_t *c, sl__sub_t *s)
+{
+    if (!s->live)
+        return;
+    s->live = false;
+    s->draining = true;
+    s->credit_pending = 0;
+    if (s->sent) {
+        uint32_t w = s->window;
+        s->window = 0;
+        s_send_subscribe(c, s);
+        s->window = w;
+    }
+    if (s->out)
+        sl_chan_close(s->out);
+}
+
+/* --- sessions -------------------------------------------------------- */
+
+/* The node lost track of us (new connection, restart, or it declared us
+ * gone): subscribe again with the credit we can take, and send every
+ * unanswered request again, in the order they were first sent. */
+static void s_new_session(sl_client_t *c)
+{
+    atomic_fetch_add(&c->ctr.sessions, 1);
+    for (sl__sub_t *s = s_subs(c); s; s = s->next)
+        if (s->live)
+            s_send_subscribe(c, s);
+    int64_t now = sl_now();
+    for (sl__req_t *r = c->req_head; r; r = r->next) {
+        s_send_bytes(c, r->buf, r->len);
+        r->sent_at = now;
+        atomic_fetch_add(&c->ctr.resent, 1);
+    }
+    c->resync = false;
+}
+
+static void s_alive(sl_client_t *c)
+{
+    c->last_recv = sl_now();
+    if (c->up)
+        return;
+    c->up = true;
+    atomic_store(&c->ctr.connected, true);
+    if (c->resync)
+        s_new_session(c);
+}
+
+static void s_saw_epoch(sl_client_t *c, uint64_t epoch)
+{
+    if (epoch == 0)
+        return;
+    if (!c->epoch_known) {
+        c->epoch_known = true;
+        c->epoch = epoch;
+    } else if (epoch != c->epoch) {
+        c->epoch = epoch;
+        s_new_session(c);
+    }
+    atomic_store(&c->ctr.epoch, epoch);
+}
+
+static void s_monitor(sl_client_t *c)
+{
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&m) >= sizeof event)
+            memcpy(&event, zmq_msg_data(&m), sizeof event);
+        bool more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        while (more) { /* the endpoint frame */
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, c->mon, 0) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        if (event == ZMQ_EVENT_CONNECTED)
+            atomic_store(&c->ctr.linked, true);
+        if (event == ZMQ_EVENT_DISCONNECTED) {
+            atomic_store(&c->ctr.linked, false);
+            c->tcp_dropped = true;
+            c->up = false;
+            atomic_store(&c->ctr.connected, false);
+        } else if (event == ZMQ_EVENT_CONNECTED && c->tcp_dropped) {
+            /* A new TCP connection is a new peer to the node (a new
+             * routing id): it knows none of our subscriptions, and may be
+             * a different incarnation altogether. */
+            c->tcp_dropped = false;
+            c->epoch_known = false;
+            s_new_session(c);
+        }
+    }
+}
+
+/* --- receiving ------------------------------------------------------- */
+
+static void s_on_confirm(sl_client_t *c, uint64_t corr, Sluice__V1__PublishConfirm *pc)
+{
+    sl__req_t *r = sl__req_find(c, corr);
+    if (!r || r->kind != SL__REQ_PUBLISH)
+        return; /* answered already (a resend's second confirm) or gave up */
+    sl__req_remove(c, r);
+    if (pc->n_confirms != r->n_jobs)
+        sl__req_complete_publish(r, SL_EPROTO, "confirm count does not match the jobs sent",
+                                 NULL, 0);
+    else
+        sl__req_complete_publish(r, SL_OK, NULL, pc->confirms, pc->n_confirms);
+}
+
+static void s_copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static void s_on_admin_reply(sl_client_t *c, uint64_t corr, Sluice__V1__AdminReply *ar)
+{
+    s_saw_epoch(c, ar->epoch);
+    sl__req_t *r = sl__req_find(c, corr);
+    if (!r || r->kind != SL__REQ_ADMIN)
+        return;
+    sl__req_remove(c, r);
+    sl__reply_t *rep = calloc(1, sizeof *rep);
+    if (!rep) {
+        sl__req_complete_error(r, SL_ENOMEM, 0, NULL);
+        return;
+    }
+    sl_admin_reply_t *a = &rep->admin;
+    s_copy(a->node_id, sizeof a->node_id, ar->node_id);
+    a->epoch = ar->epoch;
+    a->peers = ar->peers;
+    if (ar->error) {
+        a->node_code = ar->error->code;
+        s_copy(a->node_text, sizeof a->node_text, ar->error->text);
+        /* We checked the name before sending, so the node's BAD_QUEUE can
+         * only mean the queue does not exist. */
+        rep->status = ar->error->code == SLUICE__V1__ERROR__CODE__BAD_QUEUE
+                          ? SL_ENOTFOUND
+                          : sl__err_from_node(ar->error->code);
+    }
+    if (ar->n_queues > 0) {
+        a->queues = calloc(ar->n_queues, sizeof *a->queues);
+        if (!a->queues) {
+            rep->status = SL_ENOMEM;
+        } else {
+            a->n_queues = ar->n_queues;
+            for (size_t i = 0; i < ar->n_queues; i++) {
+                const Sluice__V1__QueueStats *q = ar->queues[i];
+                sl_queue_stats_t *o = &a->queues[i];
+                s_copy(o->name, sizeof o->name, q->name);
+                o->depth = q->depth;
+                o->delayed = q->delayed;
+                o->in_flight = q->in_flight;
+                o->dead = q->dead;
+                o->published = q->published;
+                o->delivered = q->delivered;
+                o->acked = q->acked;
+                o->failed = q->failed;
+                o->retried = q->retried;
+                o->dropped = q->dropped;
+                o->expired = q->expired;
+                o->capacity = q->capacity;
+                o->consumers = q->consumers;
+                o->paused = q->paused;
+                s_copy(o->overflow, sizeof o->overflow, q->overflow);
+            }
+        }
+    }
+    sl__req_complete_reply(r, rep);
+}
+
+static void s_on_lease_reply(sl_client_t *c, uint64_t corr, Sluice__V1__LeaseReply *lr)
+{
+    sl__req_t *r = corr ? sl__req_find(c, corr) : NULL;
+    if (!r || r->kind != SL__REQ_TOUCH) {
+        /* An ack or fail the node refused; it says nothing on success. */
+        if (lr->error)
+            atomic_fetch_add(&c->ctr.stale_leases, 1);
+        return;
+    }
+    sl__req_remove(c, r);
+    if (lr->error)
+        atomic_fetch_add(&c->ctr.stale_leases, 1);
+    sl__reply_t *rep = calloc(1, sizeof *rep);
+    if (!rep) {
+        sl__req_complete_error(r, SL_ENOMEM, 0, NULL);
+        return;
+    }
+    if (lr->error) {
+        rep->status = sl__err_from_node(lr->error->code);
+        rep->admin.node_code = lr->error->code;
+        s_copy(rep->admin.node_text, sizeof rep->admin.node_text, lr->error->text);
+    } else if (lr->lease) {
+        rep->lease_expires_ms = lr->lease->expires_ms;
+        rep->lease_id = lr->lease->lease_id;
+    } else {
+        rep->status = SL_EPROTO;
+    }
+    sl__req_complete_reply(r, rep);
+}
+
+static void s_on_error(sl_client_t *c, uint64_t corr, Sluice__V1__Error *e)
+{
+    atomic_fetch_add(&c->ctr.node_errors, 1);
+    sl__req_t *r = corr ? sl__req_find(c, corr) : NULL;
+    if (!r)
+        return;
+    sl__req_remove(c, r);
+    sl__req_complete_error(r, sl__err_from_node(e->code), e->code, e->text);
+}
+
+static void s_on_deliver(sl_client_t *c, Sluice__V1__Deliver *dv)
+{
+    for (size_t i = 0; i < dv->n_deliveries; i++) {
+        const Sluice__V1__Delivery *pb = dv->deliveries[i];
+        if (!pb->job || !pb->lease || !pb->job->queue) {
+            atomic_fetch_add(&c->ctr.bad_messages, 1);
+            continue;
+        }
+        atomic_fetch_add(&c->ctr.delivered, 1);
+        sl__sub_t *s = s_sub_for(c, pb->job->queue);
+        if (!s) {
+            /* Crossed our Unsubscribe: give it straight back. */
+            s_send_fail(c, pb->lease, true, "consumer unsubscribed");
+            continue;
+        }
+        if (s->granted > 0)
+            s->granted--;
+        s->running++;
+        sl__delivery_t *d = sl__delivery_new(s, pb);
+        int rc = d ? sl__delivery_dispatch(d) : SL_ENOMEM;
+        if (rc != SL_OK) {
+            s_send_fail(c, pb->lease, true,
+                        rc == SL_ENOMEM   ? "consumer out of memory"
+                        : s->out          ? "consumer stopped or its window is full"
+                                          : "consumer cannot start a handler");
+            sl__delivery_free(&d);
+            s_job_done(c, s);
+        }
+    }
+}
+
+static void s_on_env(sl_client_t *c, env_t *env)
+{
+    switch (env->body_case) {
+    case SLUICE__V1__ENVELOPE__BODY_HEARTBEAT:
+        if (env->heartbeat->interval_ms > 0 && env->heartbeat->interval_ms < 3600 * 1000)
+            c->node_hb_ms = (int)env->heartbeat->interval_ms;
+        s_saw_epoch(c, env->heartbeat->epoch);
+        break;
+    case SLUICE__V1__ENVELOPE__BODY_CONFIRM:
+        s_on_confirm(c, env->corr, env->confirm);
+        break;
+    case SLUICE__V1__ENVELOPE__BODY_DELIVER:
+        s_on_deliver(c, env->deliver);
+        break;
+    case SLUICE__V1__ENVELOPE__BODY_LEASE_REPLY:
+        s_on_lease_reply(c, env->corr, env->lease_reply);
+        break;
+    case SLUICE__V1__ENVELOPE__BODY_ADMIN_REPLY:
+        s_on_admin_reply(c, env->corr, env->admin_reply);
+        break;
+    case SLUICE__V1__ENVELOPE__BODY_ERROR:
+        s_on_error(c, env->corr, env->error);
+        break;
+    default: /* requests a node never sends, or kinds newer than us */
+        atomic_fetch_add(&c->ctr.bad_messages, 1);
+        break;
+    }
+}
+
+static void s_recv_all(sl_client_t *c)
+{
+    for (int i = 0; i < SL__CLIENT_BATCH; i++) {
+        sl_wire_msg_t m;
+        int rc = sl_wire_try_recv(c->sock, false, c->max_frame, &m);
+        if (rc == SL_EAGAIN || rc == SL_ECLOSED || rc == SL_EINVAL || rc == SL_ESYS) {
+            sl_wire_msg_release(&m);
+            return;
+        }
+        atomic_fetch_add(&c->ctr.received, 1);
+        s_alive(c); /* any message is a sign of life, even a bad one */
+        if (rc == SL_OK)
+            s_on_env(c, m.env);
+        else
+            atomic_fetch_add(&c->ctr.bad_messages, 1);
+        sl_wire_msg_release(&m);
+    }
+}
+
+/* --- commands -------------------------------------------------------- */
+
+static void s_on_cmd(sl_client_t *c, sl__cmd_t *cmd)
+{
+    sl__sub_t *s = cmd->sub;
+    switch (cmd->kind) {
+    case SL__CMD_REQ: {
+        sl__req_t *r = cmd->req;
+        if (c->stopping) {
+            sl__req_complete_error(r, SL_ECLOSED, 0, NULL);
+            break;
+        }
+        int rc = sl__req_add(c, r);
+        if (rc != SL_OK) {
+            sl__req_complete_error(r, rc, 0, NULL);
+            break;
+        }
+        r->sent_at = sl_now();
+        s_send_bytes(c, r->buf, r->len);
+        break;
+    }
+    case SL__CMD_ACK:
+        if (s_ack_push(c, &cmd->lease) != SL_OK) {
+            /* Cannot batch it: the lease will expire and the job be
+             * delivered again, which at-least-once allows. */
+        }
+        s_job_done(c, s);
+        break;
+    case SL__CMD_FAIL: {
+        Sluice__V1__Lease pb;
+        s_lease_to_pb(&cmd->lease, &pb);
+        s_send_fail(c, &pb, cmd->retryable, cmd->error);
+        s_job_done(c, s);
+        break;
+    }
+    case SL__CMD_DONE:
+        s_job_done(c, s);
+        break;
+    case SL__CMD_SUB:
+        if (c->stopping) {
+            if (s->out)
+                sl_chan_close(s->out);
+            break;
+        }
+        s->live = true;
+        s->running = 0;
+        s_send_subscribe(c, s);
+        break;
+    case SL__CMD_UNSUB:
+        s_sub_stop(c, s);
+        if (s->out || !s->draining) {
+            /* subscribe: the user holds its deliveries; nothing to wait for */
+            sl_offer(cmd->done, (void *)(intptr_t)SL_OK);
+            sl_chan_close(cmd->done);
+            sl_chan_destroy(&cmd->done);
+        } else {
+            sl_chan_destroy(&s->idle);
+            s->idle = cmd->done;
+            cmd->done = NULL;
+        }
+        s_sub_idle_check(c, s);
+        break;
+    case SL__CMD_STOP:
+        c->stopping = true;
+        for (sl__sub_t *t = s_subs(c); t; t = t->next)
+            s_sub_stop(c, t);
+        break;
+    }
+}
+
+static void s_drain_cmds(sl_client_t *c)
+{
+    for (int i = 0; i < SL__CLIENT_BATCH; i++) {
+        void *v;
+        int rc = sl_poll(c->cmds, &v);
+        if (rc == SL_ECLOSED) {
+            /* destroy could not queue STOP: a closed channel says it too */
+            c->cmds_closed = true;
+            if (!c->stopping)
+                s_on_cmd(c, &c->stop_cmd);
+        }
+        if (rc != SL_OK)
+            return;
+        sl__cmd_t *cmd = v;
+        s_on_cmd(c, cmd);
+        if (cmd != &c->stop_cmd) {
+            free(cmd->error);
+            free(cmd);
+        }
+    }
+}
+
+/* --- timers and the loop --------------------------------------------- */
+
+static void s_timers(sl_client_t *c, int64_t now)
+{
+    if (now - c->last_send >= (int64_t)s_hb_interval(c) * 1000000)
+        s_send_heartbeat(c);
+    if (c->up && now - c->last_recv > s_silence_ns(c)) {
+        c->up = false;
+        c->resync = true;
+        atomic_store(&c->ctr.connected, false);
+    }
+    sl__req_t *r;
+    while ((r = sl__req_earliest(c)) && r->deadline <= now) {
+        sl__req_remove(c, r);
+        sl__req_complete_error(r, SL_ETIMEDOUT, 0, "no answer before the deadline");
+    }
+    if (c->resend_ms > 0 && now >= c->next_resend_scan) {
+        int64_t age = (int64_t)c->resend_ms * 1000000;
+        for (r = c->req_head; r; r = r->next)
+            if (now - r->sent_at >= age) {
+                s_send_bytes(c, r->buf, r->len);
+                r->sent_at = now;
+                atomic_fetch_add(&c->ctr.resent, 1);
+            }
+        c->next_resend_scan = now + age / 4 + 1;
+    }
+}
+
+/* Milliseconds zmq_poll may sleep before a timer is due (rounded up). */
+static long s_poll_timeout(sl_client_t *c, int64_t now)
+{
+    int64_t due = c->last_send + (int64_t)s_hb_interval(c) * 1000000;
+    if (c->up && c->last_recv + s_silence_ns(c) + 1 < due)
+        due = c->last_recv + s_silence_ns(c) + 1;
+    sl__req_t *r = sl__req_earliest(c);
+    if (r && r->deadline < due)
+        due = r->deadline;
+    if (c->resend_ms > 0 && c->npending > 0 && c->next_resend_scan < due)
+        due = c->next_resend_scan;
+    if (due <= now)
+        return 0;
+    return (long)((due - now + 999999) / 1000000);
+}
+
+/* Stopping is done once no consume handler is still running. */
+static bool s_can_exit(sl_client_t *c)
+{
+    for (sl__sub_t *s = s_subs(c); s; s = s->next)
+        if (!s->out && s->running > 0)
+            return false;
+    return true;
+}
+
+void *sl__io_main(void *arg)
+{
+    sl_client_t *c = arg;
+    int cmd_fd = sl_chan_fd(c->cmds, SL_CHAN_READABLE);
+    zmq_pollitem_t items[3] = {
+        {.socket = c->sock, .events = ZMQ_POLLIN},
+        {.socket = NULL, .fd = cmd_fd, .events = ZMQ_POLLIN},
+        {.socket = c->mon, .events = ZMQ_POLLIN},
+    };
+    c->last_recv = c->last_send = sl_now();
+    s_send_heartbeat(c); /* introduce ourselves: the node answers in kind */
+    for (;;) {
+        int64_t now = sl_now();
+        long timeout = s_poll_timeout(c, now);
+        int n = zmq_poll(items, 3, timeout);
+        if (n < 0 && errno != EINTR)
+            break; /* the context is gone */
+        if (n > 0) {
+            /* Socket first: answers already received belong to the old
+             * connection when the monitor reports a new one. */
+            if (items[0].revents & ZMQ_POLLIN)
+                s_recv_all(c);
+            if (items[2].revents & ZMQ_POLLIN)
+                s_monitor(c);
+            if (items[1].revents & ZMQ_POLLIN)
+                s_drain_cmds(c);
+        }
+        s_flush(c);
+        s_timers(c, sl_now());
+        if (c->stopping && (c->cmds_closed || s_can_exit(c)))
+            break;
+    }
+    s_flush(c);
+    sl__req_t *r;
+    while ((r = c->req_head)) {
+        sl__req_remove(c, r);
+        sl__req_complete_error(r, SL_ECLOSED, 0, NULL);
+    }
+    for (sl__sub_t *s = s_subs(c); s; s = s->next) {
+        if (s->out)
+            sl_chan_close(s->out);
+        s->live = false;
+        s->running = 0; /* deliveries still held by the user go stale */
+        s_sub_idle_check(c, s);
+    }
+    return NULL;
+}

@@ -1,0 +1,49 @@
+/* cli.h -- what the sluice command's subcommands share: global options,
+ * exit codes and the error printer. */
+#ifndef SLUICE_CLI_H
+#define SLUICE_CLI_H
+
+#include <stdint.h>
+
+#include "sluice/client.h"
+
+/* Exit codes of the sluice command (docs/client.md). */
+enum {
+    SL_CLI_OK = 0,          /* done                                       */
+    SL_CLI_REFUSED = 1,     /* the node refused: rejected job, no such
+                               queue, ...                                 */
+    SL_CLI_USAGE = 2,       /* bad command line                           */
+    SL_CLI_UNREACHABLE = 3  /* no answer from the node in time            */
+};
+
+typedef struct {
+    const char *endpoint;
+    int timeout_ms;
+    int verbose;
+} sl_cli_t;
+
+/* Print "sluice: <message>\n" to stderr. */
+void sl_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse a non-negative integer option into *out; prints the error and
+ * returns -1 when s is not one within [min, max]. */
+int sl_cli_num(const char *opt, const char *s, long long min, long long max, long long *out);
+
+/* A client for cli->endpoint, or NULL with the error printed and *code set
+ * to the exit code. Caller owns. Connecting is not waited for: each
+ * command's first request, bounded by --timeout-ms, tells whether the node
+ * is there (the node speaks first only at its next heartbeat). */
+sl_client_t *sl_cli_connect(const sl_cli_t *cli, int *code);
+
+/* Print why a call on the node failed (rc; the node's text if any) and
+ * return the exit code. client (may be NULL) tells "unreachable" from
+ * "slow" on a timeout. */
+int sl_cli_fail(const sl_cli_t *cli, sl_client_t *client, const char *what, int rc,
+                const char *node_text);
+
+int sl_cli_publish(const sl_cli_t *cli, int argc, char **argv);
+int sl_cli_consume(const sl_cli_t *cli, int argc, char **argv);
+int sl_cli_stats(const sl_cli_t *cli, int argc, char **argv);
+int sl_cli_admin(const sl_cli_t *cli, int argc, char **argv); /* pause, resume, drain */
+
+#endif

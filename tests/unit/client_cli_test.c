@@ -1,0 +1,256 @@
+/* client_cli_test.c -- the sluice command against a real sluice-node:
+ * publish from arguments and stdin, the stats table, consume --exec with
+ * its environment and exit-code contract, pause/resume/drain, and the
+ * exit codes for bad usage and an unreachable node (which must not hang). */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testlib.h"
+#include "testclient.h"
+
+#ifndef SLUICE_CLI_BIN
+#define SLUICE_CLI_BIN "sluice"
+#endif
+
+/* Run sluice with the endpoint first; returns the exit code, *out the
+ * output (caller frees). */
+static int s_run(const char *endpoint, const char *input, char **out, ...)
+{
+    char *argv[32];
+    int k = 0;
+    argv[k++] = SLUICE_CLI_BIN;
+    if (endpoint) {
+        argv[k++] = "--endpoint";
+        argv[k++] = (char *)endpoint;
+    }
+    va_list ap;
+    va_start(ap, out);
+    char *a;
+    while ((a = va_arg(ap, char *)) && k < 31)
+        argv[k++] = a;
+    va_end(ap);
+    argv[k] = NULL;
+    return sl_testproc_run(argv, NULL, input, (int)tc_patience_ms() * 2, out);
+}
+
+static int s_count_lines_with(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void test_client_cli__publish_args_and_stdin_then_stats(void **state)
+{
+    (void)state;
+    sl_testnode_t n;
+    tc_node_start(&n, NULL);
+    char *out;
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "publish", "mail", "a", "b", "c", NULL), 0);
+    assert_int_equal(s_count_lines_with(out, " accepted\n"), 3);
+    free(out);
+    assert_int_equal(s_run(n.endpoint, "x\n\ny\nz", &out, "publish", "mail", "--priority", "3",
+                           "--max-attempts", "2", NULL),
+                     0);
+    assert_int_equal(s_count_lines_with(out, " accepted\n"), 3); /* blank line skipped */
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "publish", "mail", "--key", "k1", "once",
+                           NULL),
+                     0);
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "publish", "mail", "--key", "k1", "twice",
+                           NULL),
+                     0);
+    assert_non_null(strstr(out, " duplicate\n"));
+    free(out);
+
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "stats", NULL), 0);
+    assert_non_null(strstr(out, "QUEUE"));
+    assert_non_null(strstr(out, "IN-FLIGHT"));
+    assert_non_null(strstr(out, "PAUSED"));
+    char *row = strstr(out, "\nmail ");
+    assert_non_null(row);
+    unsigned long depth, delayed, inflight, dead, published;
+    assert_int_equal(sscanf(row, "\nmail %lu %lu %lu %lu %lu", &depth, &delayed, &inflight, &dead,
+                            &published),
+                     5);
+    assert_int_equal(depth, 7);
+    assert_int_equal(published, 7);
+    free(out);
+
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "stats", "nosuch", NULL), 1);
+    assert_non_null(strstr(out, "no such queue"));
+    free(out);
+    sl_testnode_release(&n);
+}
+
+static void test_client_cli__consume_exec_env_and_exit_codes(void **state)
+{
+    (void)state;
+    sl_testnode_t n;
+    tc_node_start(&n, (const char *[]){"--backoff-base", "10ms", NULL});
+    char dir[] = "/tmp/sluice-cli-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char file[128], cmd[512];
+    snprintf(file, sizeof file, "%s/out", dir);
+    char *out;
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "publish", "cmds", "one", "two", NULL), 0);
+    free(out);
+    snprintf(cmd, sizeof cmd,
+             "printf '%%s %%s %%s %%s\\n' \"$SLUICE_QUEUE\" \"$SLUICE_ATTEMPT\" "
+             "\"${#SLUICE_JOB_ID}\" \"$(cat)\" >> %s",
+             file);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "consume", "cmds", "--exec", cmd,
+                           "--max-jobs", "2", NULL),
+                     0);
+    free(out);
+    FILE *f = fopen(file, "r");
+    assert_non_null(f);
+    char got[256] = {0};
+    size_t len = fread(got, 1, sizeof got - 1, f);
+    fclose(f);
+    got[len] = '\0';
+    assert_string_equal(got, "cmds 1 32 one\ncmds 1 32 two\n");
+
+    sl_client_t *c = tc_client(n.endpoint);
+    sl_queue_stats_t st = TC_WAIT_STATS(c, "cmds", st.acked == 2);
+    assert_int_equal(st.depth, 0);
+    assert_int_equal(st.in_flight, 0);
+
+    /* exit 100: dead at once. exit 75 on the first attempt: retried. */
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "publish", "perm", "p", NULL), 0);
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "consume", "perm", "--exec", "exit 100",
+                           "--max-jobs", "1", NULL),
+                     0);
+    free(out);
+    TC_WAIT_STATS(c, "perm", st.dead == 1);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "publish", "temp", "t", NULL), 0);
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "-v", "consume", "temp", "--exec",
+                           "[ \"$SLUICE_ATTEMPT\" = 1 ] && exit 75; exit 0", "--max-jobs", "2",
+                           NULL),
+                     0);
+    assert_non_null(strstr(out, "exit status 75 (retry)"));
+    free(out);
+    st = TC_WAIT_STATS(c, "temp", st.acked == 1);
+    assert_int_equal(st.retried, 1);
+    assert_int_equal(st.dead, 0);
+    sl_client_destroy(&c);
+    unlink(file);
+    rmdir(dir);
+    sl_testnode_release(&n);
+}
+
+static void test_client_cli__pause_resume_drain(void **state)
+{
+    (void)state;
+    sl_testnode_t n;
+    tc_node_start(&n, NULL);
+    char *out;
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "publish", "ops", "1", NULL), 0);
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "pause", "ops", NULL), 0);
+    assert_non_null(strstr(out, "paused 'ops'"));
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "stats", "ops", NULL), 0);
+    assert_non_null(strstr(out, "yes\n"));
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "resume", "ops", NULL), 0);
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "drain", "ops", NULL), 0);
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "publish", "ops", "2", NULL), 1);
+    assert_non_null(strstr(out, "rejected"));
+    assert_non_null(strstr(out, "draining"));
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "pause", "nosuch", NULL), 1);
+    assert_non_null(strstr(out, "no such queue"));
+    free(out);
+    sl_testnode_release(&n);
+}
+
+/* A node that is there but holds the confirm back (a full `block` queue)
+ * is not "unreachable": the message says what happened. */
+static void test_client_cli__blocked_publish_times_out_with_reason(void **state)
+{
+    (void)state;
+    sl_testnode_t n;
+    tc_node_start(&n, (const char *[]){"--max-length", "1", NULL});
+    char *out;
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "publish", "tight", "a", NULL), 0);
+    free(out);
+    int64_t t0 = sl_now();
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "--timeout-ms", "300", "publish", "tight", "b",
+                           NULL),
+                     3);
+    assert_true(sl_test_ms_since(t0) < 5000);
+    assert_non_null(strstr(out, "no confirm within 300 ms"));
+    assert_null(strstr(out, "cannot reach"));
+    free(out);
+    sl_testnode_release(&n);
+}
+
+static void test_client_cli__usage_errors_exit_2(void **state)
+{
+    (void)state;
+    char *out;
+    assert_int_equal(s_run(NULL, NULL, &out, NULL), 2);
+    assert_non_null(strstr(out, "usage"));
+    free(out);
+    assert_int_equal(s_run(NULL, NULL, &out, "frobnicate", NULL), 2);
+    assert_non_null(strstr(out, "unknown command"));
+    free(out);
+    assert_int_equal(s_run(NULL, NULL, &out, "publish", NULL), 2);
+    free(out);
+    assert_int_equal(s_run(NULL, NULL, &out, "publish", "bad name!", "x", NULL), 2);
+    assert_non_null(strstr(out, "invalid queue name"));
+    free(out);
+    assert_int_equal(s_run(NULL, NULL, &out, "publish", "q", "--priority", "12", "x", NULL), 2);
+    assert_non_null(strstr(out, "--priority"));
+    free(out);
+    assert_int_equal(s_run(NULL, NULL, &out, "consume", "q", NULL), 2);
+    assert_non_null(strstr(out, "--exec"));
+    free(out);
+    assert_int_equal(s_run("nonsense", NULL, &out, "stats", NULL), 2);
+    assert_non_null(strstr(out, "invalid endpoint"));
+    free(out);
+    assert_int_equal(s_run(NULL, NULL, &out, "--help", NULL), 0);
+    assert_non_null(strstr(out, "100: permanent failure"));
+    free(out);
+}
+
+static void test_client_cli__unreachable_node_exits_3_in_time(void **state)
+{
+    (void)state;
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", sl_testnode_free_port());
+    const char *cmds[][3] = {{"stats", NULL}, {"publish", "q", "x"}, {"pause", "q", NULL}};
+    for (size_t i = 0; i < 3; i++) {
+        char *out;
+        int64_t t0 = sl_now();
+        int rc = s_run(ep, NULL, &out, "--timeout-ms", "300", cmds[i][0], cmds[i][1], cmds[i][2],
+                       NULL);
+        assert_int_equal(rc, 3);
+        assert_non_null(strstr(out, "cannot reach node"));
+        assert_true(sl_test_ms_since(t0) < 5000);
+        free(out);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_client_cli__publish_args_and_stdin_then_stats),
+        cmocka_unit_test(test_client_cli__consume_exec_env_and_exit_codes),
+        cmocka_unit_test(test_client_cli__pause_resume_drain),
+        cmocka_unit_test(test_client_cli__blocked_publish_times_out_with_reason),
+        cmocka_unit_test(test_client_cli__usage_errors_exit_2),
+        cmocka_unit_test(test_client_cli__unreachable_node_exits_3_in_time),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
