@@ -756,6 +756,9 @@ sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
     if (getrandom(&n->epoch, sizeof n->epoch, 0) != sizeof n->epoch)
         n->epoch = (uint64_t)sl_now() ^ ((uint64_t)getpid() << 32);
     n->epoch |= 1;
+    if (getrandom(&n->rng, sizeof n->rng, 0) != sizeof n->rng)
+        n->rng = n->epoch * 0x9e3779b97f4a7c15ULL;
+    n->rng |= 1; /* xorshift must not start at 0 */
     return (sl_node_t *)n;
 fail:
     if (err)

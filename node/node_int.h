@@ -189,6 +189,7 @@ struct sl__node {
     size_t heap_compact_at;     /* rebuild the heap when it reaches this   */
     uint64_t next_lease;
     uint64_t timer_seq;
+    uint64_t rng;               /* xorshift state for backoff jitter      */
     uint64_t waiting_total;
     uint64_t bad_messages;
     int64_t last_heartbeat;

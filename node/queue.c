@@ -301,7 +301,9 @@ static void s_place(sl__node_t *n, sl__job_t *j)
     if (j->pb->not_before_ms > wall) {
         j->state = SL__J_DELAYED;
         j->q->delayed++;
-        sl__timer_arm(n, j, SL__T_DELAY, sl__mono_ms() + (j->pb->not_before_ms - wall));
+        /* Both clocks are truncated to whole ms: +1 so the job is never
+         * released before not_before (found by integration/delay_test). */
+        sl__timer_arm(n, j, SL__T_DELAY, sl__mono_ms() + (j->pb->not_before_ms - wall) + 1);
     } else {
         s_make_ready(n, j);
     }
@@ -449,8 +451,8 @@ void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, si
         pb->max_attempts = n->o.max_attempts;
     if (pb->created_ms == 0)
         pb->created_ms = sl__wall_ms();
-    if (pb->deadline_ms > 0)
-        j->ttl_at = sl__mono_ms() + (pb->deadline_ms - sl__wall_ms());
+    if (pb->deadline_ms > 0) /* +1: truncated clocks, as in s_place */
+        j->ttl_at = sl__mono_ms() + (pb->deadline_ms - sl__wall_ms()) + 1;
 
     if (s_held(q) >= n->o.max_length) {
         switch (n->o.overflow) {
@@ -790,8 +792,12 @@ static int64_t s_backoff(sl__node_t *n, uint32_t attempt)
         d *= 2;
     if (d > n->o.backoff_max_ms)
         d = n->o.backoff_max_ms;
-    /* Jitter: uniformly between half and all of it. */
-    return d / 2 + (d > 1 ? (int64_t)((uint64_t)random() % (uint64_t)(d / 2 + 1)) : 0);
+    /* Jitter: uniformly between half and all of it, from the node's own
+     * generator (seeded per process, so nodes do not retry in lockstep). */
+    n->rng ^= n->rng << 13;
+    n->rng ^= n->rng >> 7;
+    n->rng ^= n->rng << 17;
+    return d / 2 + (d > 1 ? (int64_t)(n->rng % (uint64_t)(d / 2 + 1)) : 0);
 }
 
 int sl__queue_fail(sl__node_t *n, const Sluice__V1__Lease *l, bool retryable, const char *error,
