@@ -1,5 +1,6 @@
 /* map.c -- open addressing with linear probing and backward-shift delete
- * (no tombstones), FNV-1a hashes, grown at 70% load. */
+ * (no tombstones), grown at 70% load. Keys are hashed 8 bytes at a time
+ * (job ids are 16 bytes: two multiplies instead of sixteen). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,14 +20,28 @@ struct sl__map {
     size_t n;
 };
 
+static inline uint64_t s_mix(uint64_t h, uint64_t w)
+{
+    h ^= w;
+    h *= 0x9e3779b97f4a7c15ULL;
+    return h ^ (h >> 32);
+}
+
 static uint64_t s_hash(const void *key, size_t len)
 {
     const unsigned char *p = key;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
+    uint64_t h = 0x2545f4914f6cdd1dULL ^ len;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = s_mix(h, w);
     }
+    if (len) {
+        uint64_t w = 0;
+        memcpy(&w, p, len);
+        h = s_mix(h, w);
+    }
+    h = s_mix(h, 0);
     return h ? h : 1;
 }
 
