@@ -33,6 +33,32 @@ double sl_test_ms_since(int64_t t0)
     return (double)(sl_now() - t0) / 1e6;
 }
 
+int64_t sl_test_patience_ms(void)
+{
+    return sl_test_sanitized() ? 30000 : 5000;
+}
+
+pthread_t sl_test_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
+    return t;
+}
+
+void *sl_test_join(pthread_t t)
+{
+    void *r = NULL;
+    assert_int_equal(pthread_join(t, &r), 0);
+    return r;
+}
+
+sl_chan_t *sl_test_go(sl_go_fn fn, void *arg)
+{
+    sl_chan_t *p = sl_go(fn, arg);
+    assert_non_null(p);
+    return p;
+}
+
 int sl_test_sanitized(void)
 {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

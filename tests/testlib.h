@@ -40,4 +40,19 @@ double sl_test_ms_since(int64_t t0);
 /* 1 when built with a sanitizer (timing tolerances widen). */
 int sl_test_sanitized(void);
 
+/* Values carried through channels as integers. */
+#define V(i) ((void *)(intptr_t)(i))
+#define I(v) ((intptr_t)(v))
+
+/* How long a test waits for something that should happen promptly. */
+int64_t sl_test_patience_ms(void);
+
+/* Start / join a plain thread, failing the test if that fails. */
+#include <pthread.h>
+pthread_t sl_test_thread(void *(*fn)(void *), void *arg);
+void *sl_test_join(pthread_t t);
+
+/* Spawn fn in a coroutine; returns its promise (caller owns). */
+sl_chan_t *sl_test_go(sl_go_fn fn, void *arg);
+
 #endif

@@ -9,44 +9,20 @@
 
 #include "testlib.h"
 
-#define V(i) ((void *)(intptr_t)(i))
-#define I(v) ((intptr_t)(v))
 
-static int64_t s_patience_ms(void)
-{
-    return sl_test_sanitized() ? 30000 : 5000;
-}
 
 static double s_slack_ms(void)
 {
     return sl_test_sanitized() ? 400.0 : 60.0;
 }
 
-static pthread_t s_thread(void *(*fn)(void *), void *arg)
-{
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
-    return t;
-}
 
-static void *s_join(pthread_t t)
-{
-    void *r = NULL;
-    assert_int_equal(pthread_join(t, &r), 0);
-    return r;
-}
 
-static sl_chan_t *s_go(sl_go_fn fn, void *arg)
-{
-    sl_chan_t *p = sl_go(fn, arg);
-    assert_non_null(p);
-    return p;
-}
 
 static void *s_result(sl_chan_t **p)
 {
     void *v = V(-1);
-    SL_ASSERT_OK(sl_take_until(*p, &v, sl_deadline_ms(s_patience_ms())));
+    SL_ASSERT_OK(sl_take_until(*p, &v, sl_deadline_ms(sl_test_patience_ms())));
     sl_chan_destroy(p);
     return v;
 }
@@ -73,7 +49,7 @@ static int s_pending_reached(void *arg)
 static void s_wait_pending(sl_chan_t *c, size_t puts, size_t takes)
 {
     pending_t p = {c, puts, takes};
-    assert_true(sl_test_wait_for(s_pending_reached, &p, s_patience_ms()));
+    assert_true(sl_test_wait_for(s_pending_reached, &p, sl_test_patience_ms()));
 }
 
 /* Alts run in a thread or coroutine, with its own ops array. */
@@ -274,7 +250,7 @@ static void test_alts__deadline_times_out(void **state)
                       .n = 2,
                       .deadline = t0 + 50 * 1000000LL};
         if (in_co) {
-            sl_chan_t *p = s_go(s_co_alts_deadline, &j);
+            sl_chan_t *p = sl_test_go(s_co_alts_deadline, &j);
             s_result(&p);
         } else {
             s_alts_job(&j);
@@ -314,14 +290,14 @@ typedef struct {
 static void *s_peer_take(void *arg)
 {
     peer_t *p = arg;
-    p->rc = sl_take_until(p->c, &p->val, sl_deadline_ms(s_patience_ms()));
+    p->rc = sl_take_until(p->c, &p->val, sl_deadline_ms(sl_test_patience_ms()));
     return NULL;
 }
 
 static void *s_peer_put(void *arg)
 {
     peer_t *p = arg;
-    p->rc = sl_put_until(p->c, p->val, sl_deadline_ms(s_patience_ms()));
+    p->rc = sl_put_until(p->c, p->val, sl_deadline_ms(sl_test_patience_ms()));
     return NULL;
 }
 
@@ -335,13 +311,13 @@ static void test_alts__mixed_puts_and_takes(void **state)
         altjob_t j = {.ops = {{.chan = in, .status = 99, .val = V(-1)},
                               {.chan = out, .is_put = true, .val = V(70 + round), .status = 99}},
                       .n = 2,
-                      .deadline = sl_deadline_ms(s_patience_ms())};
+                      .deadline = sl_deadline_ms(sl_test_patience_ms())};
         pthread_t t = 0;
         sl_chan_t *co = NULL;
         if (in_co)
-            co = s_go(s_alts_job, &j);
+            co = sl_test_go(s_alts_job, &j);
         else
-            t = s_thread(s_alts_job, &j);
+            t = sl_test_thread(s_alts_job, &j);
         /* the alts waits on both channels */
         s_wait_pending(in, 0, 1);
         s_wait_pending(out, 1, 0);
@@ -353,7 +329,7 @@ static void test_alts__mixed_puts_and_takes(void **state)
         if (in_co)
             s_result(&co);
         else
-            s_join(t);
+            sl_test_join(t);
         SL_ASSERT_OK(p.rc);
         if (peer_takes) {
             assert_int_equal(j.rc, 1);
@@ -376,11 +352,11 @@ static void test_alts__mixed_puts_and_takes(void **state)
     }
     /* Ready at once: a put to a waiting taker, in the same alts as a take. */
     peer_t p = {.c = out};
-    pthread_t t = s_thread(s_peer_take, &p);
+    pthread_t t = sl_test_thread(s_peer_take, &p);
     s_wait_pending(out, 0, 1);
     sl_alt_t ops[2] = {{.chan = in}, {.chan = out, .is_put = true, .val = NULL}};
-    SL_ASSERT_ERR(sl_alts(ops, 2, 0, sl_deadline_ms(s_patience_ms())), 1);
-    s_join(t);
+    SL_ASSERT_ERR(sl_alts(ops, 2, 0, sl_deadline_ms(sl_test_patience_ms())), 1);
+    sl_test_join(t);
     SL_ASSERT_OK(p.rc);
     assert_null(p.val); /* NULL is a value */
     sl_chan_destroy(&in);
@@ -407,19 +383,19 @@ static void test_alts__closed_channel_commits_eclosed(void **state)
         sl_chan_t *later = sl_chan_new(SL_BUF_NONE, 0);
         altjob_t j = {.ops = {{.chan = open, .status = 99}, {.chan = later, .status = 99}},
                       .n = 2,
-                      .deadline = sl_deadline_ms(s_patience_ms())};
+                      .deadline = sl_deadline_ms(sl_test_patience_ms())};
         pthread_t t = 0;
         sl_chan_t *co = NULL;
         if (in_co)
-            co = s_go(s_alts_job, &j);
+            co = sl_test_go(s_alts_job, &j);
         else
-            t = s_thread(s_alts_job, &j);
+            t = sl_test_thread(s_alts_job, &j);
         s_wait_pending(later, 0, 1);
         sl_chan_close(later);
         if (in_co)
             s_result(&co);
         else
-            s_join(t);
+            sl_test_join(t);
         assert_int_equal(j.rc, 1);
         assert_int_equal(j.ops[1].status, SL_ECLOSED);
         assert_int_equal(j.ops[0].status, 99);
@@ -447,7 +423,7 @@ static void test_alts__timeout_channel_as_an_op(void **state)
         sl_chan_t *tmo = sl_timeout(50);
         assert_non_null(tmo);
         sl_alt_t ops[2] = {{.chan = never, .status = 99}, {.chan = tmo, .status = 99}};
-        int rc = sl_alts(ops, 2, 0, sl_deadline_ms(s_patience_ms()));
+        int rc = sl_alts(ops, 2, 0, sl_deadline_ms(sl_test_patience_ms()));
         double ms = sl_test_ms_since(t0);
         assert_int_equal(rc, 1);
         assert_int_equal(ops[1].status, SL_ECLOSED);
@@ -459,13 +435,13 @@ static void test_alts__timeout_channel_as_an_op(void **state)
     /* A value that arrives first beats the timeout. */
     sl_chan_t *tmo = sl_timeout(5000);
     peer_t p = {.c = never, .val = V(9)};
-    pthread_t t = s_thread(s_peer_put, &p);
+    pthread_t t = sl_test_thread(s_peer_put, &p);
     sl_alt_t ops[2] = {{.chan = never}, {.chan = tmo}};
     int64_t t0 = sl_now();
     SL_ASSERT_ERR(sl_alts(ops, 2, 0, SL_FOREVER), 0);
     assert_true(sl_test_ms_since(t0) < 2000);
     assert_int_equal(I(ops[0].val), 9);
-    s_join(t);
+    sl_test_join(t);
     sl_chan_destroy(&tmo);
     assert_int_equal(s_stats(never).pending_takes, 0);
     sl_chan_destroy(&never);
@@ -480,7 +456,7 @@ typedef struct {
 static void *s_big_alts(void *arg)
 {
     bigalt_t *b = arg;
-    b->rc = sl_alts(b->ops, b->n, 0, sl_deadline_ms(s_patience_ms()));
+    b->rc = sl_alts(b->ops, b->n, 0, sl_deadline_ms(sl_test_patience_ms()));
     return NULL;
 }
 
@@ -512,11 +488,11 @@ static void test_alts__same_channel_twice_and_many_ops(void **state)
     bigalt_t b = {.n = N};
     for (int i = 0; i < N; i++)
         b.ops[i] = (sl_alt_t){.chan = c[i], .status = 99};
-    pthread_t t = s_thread(s_big_alts, &b);
+    pthread_t t = sl_test_thread(s_big_alts, &b);
     for (int i = 0; i < N; i++)
         s_wait_pending(c[i], 0, 1);
     SL_ASSERT_OK(sl_put(c[N - 1], V(44)));
-    s_join(t);
+    sl_test_join(t);
     assert_int_equal(b.rc, N - 1);
     assert_int_equal(I(b.ops[N - 1].val), 44);
     for (int i = 0; i < N; i++) {
@@ -535,14 +511,14 @@ static void test_alts__pending_limit(void **state)
     (void)state;
     sl_chan_t *a = sl_chan_new(SL_BUF_NONE, 0), *b = sl_chan_new(SL_BUF_NONE, 0);
     sl_chan_set_max_pending(b, 1);
-    altjob_t j = {.ops = {{.chan = b}}, .n = 1, .deadline = sl_deadline_ms(s_patience_ms())};
-    pthread_t t = s_thread(s_alts_job, &j);
+    altjob_t j = {.ops = {{.chan = b}}, .n = 1, .deadline = sl_deadline_ms(sl_test_patience_ms())};
+    pthread_t t = sl_test_thread(s_alts_job, &j);
     s_wait_pending(b, 0, 1);
     sl_alt_t ops[2] = {{.chan = a}, {.chan = b}};
     SL_ASSERT_ERR(sl_alts(ops, 2, 0, SL_FOREVER), SL_ELIMIT);
     assert_int_equal(s_stats(a).pending_takes, 0); /* nothing left queued */
     SL_ASSERT_OK(sl_put(b, V(1)));
-    s_join(t);
+    sl_test_join(t);
     assert_int_equal(j.rc, 0);
     sl_chan_destroy(&a);
     sl_chan_destroy(&b);
@@ -694,13 +670,13 @@ static void test_alts__exactly_once_under_concurrency(void **state)
     for (int i = 0; i < XN; i++) {
         cons[2 * i] = (consumer_t){&r, i};
         cons[2 * i + 1] = (consumer_t){&r, i};
-        ct[i] = s_thread(s_plain_consumer, &cons[2 * i]);
-        cc[i] = s_go(s_plain_consumer, &cons[2 * i + 1]);
+        ct[i] = sl_test_thread(s_plain_consumer, &cons[2 * i]);
+        cc[i] = sl_test_go(s_plain_consumer, &cons[2 * i + 1]);
     }
     cons[2 * XN] = (consumer_t){&r, -1};
     cons[2 * XN + 1] = (consumer_t){&r, -1};
-    ct[XN] = s_thread(s_alts_consumer, &cons[2 * XN]);
-    cc[XN] = s_go(s_alts_consumer, &cons[2 * XN + 1]);
+    ct[XN] = sl_test_thread(s_alts_consumer, &cons[2 * XN]);
+    cc[XN] = sl_test_go(s_alts_consumer, &cons[2 * XN + 1]);
 
     /* producers */
     actor_t act[NPROD];
@@ -710,13 +686,13 @@ static void test_alts__exactly_once_under_concurrency(void **state)
         act[i] = (actor_t){.r = &r, .id = i};
         pc[i] = NULL;
         if (i < APT)
-            pt[i] = s_thread(s_alts_producer, &act[i]);
+            pt[i] = sl_test_thread(s_alts_producer, &act[i]);
         else if (i < APT + APC)
-            pc[i] = s_go(s_alts_producer, &act[i]);
+            pc[i] = sl_test_go(s_alts_producer, &act[i]);
         else if (i < APT + APC + DPT)
-            pt[i] = s_thread(s_plain_producer, &act[i]);
+            pt[i] = sl_test_thread(s_plain_producer, &act[i]);
         else
-            pc[i] = s_go(s_plain_producer, &act[i]);
+            pc[i] = sl_test_go(s_plain_producer, &act[i]);
     }
     for (int i = 0; i < NPROD; i++) {
         void *res;
@@ -725,14 +701,14 @@ static void test_alts__exactly_once_under_concurrency(void **state)
             SL_ASSERT_OK(sl_take_until(pc[i], &res, sl_deadline_ms(120000)));
             sl_chan_destroy(&pc[i]);
         } else {
-            res = s_join(pt[i]);
+            res = sl_test_join(pt[i]);
         }
         assert_int_equal(I(res), 0);
     }
     for (int i = 0; i < XN; i++)
         sl_chan_close(r.ch[i]);
     for (int i = 0; i <= XN; i++) {
-        s_join(ct[i]);
+        sl_test_join(ct[i]);
         s_result(&cc[i]);
     }
     double ms = sl_test_ms_since(t0);

@@ -13,27 +13,9 @@
 
 #include "testlib.h"
 
-#define V(i) ((void *)(intptr_t)(i))
-#define I(v) ((intptr_t)(v))
 
-static int64_t s_patience_ms(void)
-{
-    return sl_test_sanitized() ? 30000 : 5000;
-}
 
-static pthread_t s_thread(void *(*fn)(void *), void *arg)
-{
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
-    return t;
-}
 
-static void *s_join(pthread_t t)
-{
-    void *r = NULL;
-    assert_int_equal(pthread_join(t, &r), 0);
-    return r;
-}
 
 /* 1 if fd polls readable within ms (0: right now). */
 static int s_ready(int fd, int ms)
@@ -79,14 +61,14 @@ typedef struct {
 static void *s_put_op(void *arg)
 {
     op_t *o = arg;
-    o->rc = sl_put_until(o->c, o->val, sl_deadline_ms(s_patience_ms()));
+    o->rc = sl_put_until(o->c, o->val, sl_deadline_ms(sl_test_patience_ms()));
     return NULL;
 }
 
 static void *s_take_op(void *arg)
 {
     op_t *o = arg;
-    o->rc = sl_take_until(o->c, &o->val, sl_deadline_ms(s_patience_ms()));
+    o->rc = sl_take_until(o->c, &o->val, sl_deadline_ms(sl_test_patience_ms()));
     return NULL;
 }
 
@@ -106,7 +88,7 @@ static int s_pending_reached(void *arg)
 static void s_wait_pending(sl_chan_t *c, size_t puts, size_t takes)
 {
     pending_t p = {c, puts, takes};
-    assert_true(sl_test_wait_for(s_pending_reached, &p, s_patience_ms()));
+    assert_true(sl_test_wait_for(s_pending_reached, &p, sl_test_patience_ms()));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -151,22 +133,22 @@ static void test_bridge__fixed_levels(void **state)
     LEVELS(f, 0, 1);
     /* A take waiting on the empty buffer: a put would not wait. */
     op_t t = {.c = c};
-    pthread_t th = s_thread(s_take_op, &t);
+    pthread_t th = sl_test_thread(s_take_op, &t);
     s_wait_pending(c, 0, 1);
     LEVELS(f, 0, 1);
     SL_ASSERT_OK(sl_offer(c, V(3)));
-    s_join(th);
+    sl_test_join(th);
     assert_int_equal(I(t.val), 3);
     LEVELS(f, 0, 1);
     /* A put waiting on the full buffer: still not writable, readable. */
     SL_ASSERT_OK(sl_offer(c, V(4)));
     SL_ASSERT_OK(sl_offer(c, V(5)));
     op_t p = {.c = c, .val = V(6)};
-    th = s_thread(s_put_op, &p);
+    th = sl_test_thread(s_put_op, &p);
     s_wait_pending(c, 1, 0);
     LEVELS(f, 1, 0);
     SL_ASSERT_OK(sl_poll(c, &v)); /* 4 out, the waiting 6 moves in */
-    s_join(th);
+    sl_test_join(th);
     SL_ASSERT_OK(p.rc);
     LEVELS(f, 1, 0);
     /* Closed with values: readable (values), writable (a put fails at once). */
@@ -208,21 +190,21 @@ static void test_bridge__unbuffered_levels(void **state)
     LEVELS(f, 0, 0); /* nobody on either side */
     /* A waiting put makes it readable. */
     op_t p = {.c = c, .val = V(7)};
-    pthread_t th = s_thread(s_put_op, &p);
-    assert_true(s_ready(f.r, (int)s_patience_ms()));
+    pthread_t th = sl_test_thread(s_put_op, &p);
+    assert_true(s_ready(f.r, (int)sl_test_patience_ms()));
     LEVELS(f, 1, 0);
     void *v;
     SL_ASSERT_OK(sl_poll(c, &v));
     assert_int_equal(I(v), 7);
-    s_join(th);
+    sl_test_join(th);
     LEVELS(f, 0, 0);
     /* A waiting take makes it writable. */
     op_t t = {.c = c};
-    th = s_thread(s_take_op, &t);
-    assert_true(s_ready(f.w, (int)s_patience_ms()));
+    th = sl_test_thread(s_take_op, &t);
+    assert_true(s_ready(f.w, (int)sl_test_patience_ms()));
     LEVELS(f, 0, 1);
     SL_ASSERT_OK(sl_offer(c, V(8)));
-    s_join(th);
+    sl_test_join(th);
     assert_int_equal(I(t.val), 8);
     LEVELS(f, 0, 0);
     /* A take that timed out no longer counts. */
@@ -301,7 +283,7 @@ static void test_bridge__timeout_channel_becomes_readable(void **state)
     sl_chan_t *c = sl_timeout(30);
     fds_t f = s_fds(c);
     LEVELS(f, 0, 0);
-    assert_true(s_ready(f.r, (int)s_patience_ms()));
+    assert_true(s_ready(f.r, (int)sl_test_patience_ms()));
     assert_true(sl_test_ms_since(t0) >= 30);
     void *v;
     SL_ASSERT_ERR(sl_poll(c, &v), SL_ECLOSED);
@@ -325,7 +307,7 @@ static void *s_producer(void *arg)
 {
     prod_t *p = arg;
     for (int i = 0; i < NVALS; i++) {
-        if (sl_put_until(p->c, V(i), sl_deadline_ms(s_patience_ms())) != SL_OK)
+        if (sl_put_until(p->c, V(i), sl_deadline_ms(sl_test_patience_ms())) != SL_OK)
             return V(-1);
         if (i % 10 == 0 && write(p->pipe_w, "x", 1) != 1)
             return V(-2);
@@ -348,10 +330,10 @@ static void test_bridge__poll_loop_with_pipe(void **state)
         prod_t p = {c, pfd[1]};
         int cfd = sl_chan_fd(c, SL_CHAN_READABLE);
         assert_true(cfd >= 0);
-        pthread_t th = s_thread(s_producer, &p);
+        pthread_t th = sl_test_thread(s_producer, &p);
         int next = 0, bytes = 0, wakeups = 0;
         bool chan_done = false, pipe_done = false;
-        int64_t end = sl_deadline_ms(s_patience_ms());
+        int64_t end = sl_deadline_ms(sl_test_patience_ms());
         while ((!chan_done || !pipe_done) && sl_now() < end) {
             struct pollfd fds[2] = {{.fd = chan_done ? -1 : cfd, .events = POLLIN},
                                     {.fd = pipe_done ? -1 : pfd[0], .events = POLLIN}};
@@ -382,7 +364,7 @@ static void test_bridge__poll_loop_with_pipe(void **state)
                 bytes += (int)r;
             }
         }
-        assert_int_equal(I(s_join(th)), 0);
+        assert_int_equal(I(sl_test_join(th)), 0);
         assert_true(chan_done);
         assert_true(pipe_done);
         assert_int_equal(next, NVALS);
@@ -406,7 +388,7 @@ static void *s_slow_consumer(void *arg)
         void *v;
         if (i < 20)
             sl_sleep_ms(1);
-        if (sl_take_until(s->c, &v, sl_deadline_ms(s_patience_ms())) != SL_OK || I(v) != i)
+        if (sl_take_until(s->c, &v, sl_deadline_ms(sl_test_patience_ms())) != SL_OK || I(v) != i)
             s->bad++;
     }
     return NULL;
@@ -436,10 +418,10 @@ static void test_bridge__epoll_loop_channels_and_pipe(void **state)
 
     prod_t p = {in, pfd[1]};
     slow_t s = {out, NVALS, 0};
-    pthread_t tp = s_thread(s_producer, &p), ts = s_thread(s_slow_consumer, &s);
+    pthread_t tp = sl_test_thread(s_producer, &p), ts = sl_test_thread(s_slow_consumer, &s);
     int got = 0, sent = 0, bytes = 0, out_full = 0;
     bool in_done = false, pipe_done = false, out_done = false;
-    int64_t end = sl_deadline_ms(s_patience_ms());
+    int64_t end = sl_deadline_ms(sl_test_patience_ms());
     while ((!in_done || !pipe_done || !out_done) && sl_now() < end) {
         struct epoll_event evs[3];
         int n = epoll_wait(ep, evs, 3, 1000);
@@ -489,8 +471,8 @@ static void test_bridge__epoll_loop_channels_and_pipe(void **state)
             assert_int_equal(epoll_ctl(ep, EPOLL_CTL_MOD, out_w, &mod), 0);
         }
     }
-    assert_int_equal(I(s_join(tp)), 0);
-    s_join(ts);
+    assert_int_equal(I(sl_test_join(tp)), 0);
+    sl_test_join(ts);
     assert_true(in_done && pipe_done && out_done);
     assert_int_equal(got, NVALS);
     assert_int_equal(sent, NVALS);
@@ -518,10 +500,10 @@ static void test_bridge__blocking_poll_wakes_on_put(void **state)
         int r = sl_chan_fd(c, SL_CHAN_READABLE);
         assert_true(r >= 0);
         int64_t t0 = sl_now();
-        pthread_t th = s_thread(s_late_offer, c);
-        assert_true(s_ready(r, (int)s_patience_ms()));
+        pthread_t th = sl_test_thread(s_late_offer, c);
+        assert_true(s_ready(r, (int)sl_test_patience_ms()));
         double ms = sl_test_ms_since(t0);
-        assert_int_equal(I(s_join(th)), SL_OK);
+        assert_int_equal(I(sl_test_join(th)), SL_OK);
         assert_true(ms >= 29);
         void *v;
         SL_ASSERT_OK(sl_poll(c, &v));

@@ -9,13 +9,7 @@
 
 #include "testlib.h"
 
-#define V(i) ((void *)(intptr_t)(i))
-#define I(v) ((intptr_t)(v))
 
-static int64_t s_patience_ms(void)
-{
-    return sl_test_sanitized() ? 30000 : 5000;
-}
 
 /* Slack allowed past a deadline before we call it late. */
 static double s_slack_ms(void)
@@ -23,33 +17,14 @@ static double s_slack_ms(void)
     return sl_test_sanitized() ? 400.0 : 60.0;
 }
 
-static pthread_t s_thread(void *(*fn)(void *), void *arg)
-{
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
-    return t;
-}
 
-static void *s_join(pthread_t t)
-{
-    void *r = NULL;
-    assert_int_equal(pthread_join(t, &r), 0);
-    return r;
-}
 
-/* Spawn fn in a coroutine; the promise is returned. */
-static sl_chan_t *s_go(sl_go_fn fn, void *arg)
-{
-    sl_chan_t *p = sl_go(fn, arg);
-    assert_non_null(p);
-    return p;
-}
 
 /* Wait for a coroutine's result and drop the promise. */
 static void *s_result(sl_chan_t **p)
 {
     void *v = V(-1);
-    SL_ASSERT_OK(sl_take_until(*p, &v, sl_deadline_ms(s_patience_ms())));
+    SL_ASSERT_OK(sl_take_until(*p, &v, sl_deadline_ms(sl_test_patience_ms())));
     sl_chan_destroy(p);
     return v;
 }
@@ -78,7 +53,7 @@ static int s_pending_reached(void *arg)
 static void s_wait_pending(sl_chan_t *c, size_t puts, size_t takes)
 {
     pending_t p = {c, puts, takes};
-    if (!sl_test_wait_for(s_pending_reached, &p, s_patience_ms())) {
+    if (!sl_test_wait_for(s_pending_reached, &p, sl_test_patience_ms())) {
         sl_chan_stats_t st = s_stats(c);
         fail_msg("pending puts/takes %zu/%zu, expected %zu/%zu", st.pending_puts,
                  st.pending_takes, puts, takes);
@@ -88,7 +63,7 @@ static void s_wait_pending(sl_chan_t *c, size_t puts, size_t takes)
 /* Wait until *x >= n (within patience). */
 static int s_atomic_at_least(_Atomic int *x, int n)
 {
-    int64_t end = sl_deadline_ms(s_patience_ms());
+    int64_t end = sl_deadline_ms(sl_test_patience_ms());
     while (atomic_load(x) < n && sl_now() < end)
         sl_sleep_ms(1);
     return atomic_load(x) >= n;
@@ -291,7 +266,7 @@ static void *s_promise_taker(void *arg)
 {
     sl_chan_t *c = arg;
     void *v = V(-1);
-    int rc = sl_take_until(c, &v, sl_deadline_ms(s_patience_ms()));
+    int rc = sl_take_until(c, &v, sl_deadline_ms(sl_test_patience_ms()));
     return rc == SL_OK ? v : V(rc);
 }
 
@@ -305,13 +280,13 @@ static void test_chan__promise_gives_same_value_forever(void **state)
     pthread_t t[3];
     sl_chan_t *co[3];
     for (int i = 0; i < 3; i++) {
-        t[i] = s_thread(s_promise_taker, c);
-        co[i] = s_go(s_promise_taker, c);
+        t[i] = sl_test_thread(s_promise_taker, c);
+        co[i] = sl_test_go(s_promise_taker, c);
     }
     s_wait_pending(c, 0, 6);
     SL_ASSERT_OK(sl_offer(c, V(42)));
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(I(s_join(t[i])), 42);
+        assert_int_equal(I(sl_test_join(t[i])), 42);
         assert_int_equal(I(s_result(&co[i])), 42);
     }
     /* Later puts are accepted and ignored. */
@@ -331,11 +306,11 @@ static void test_chan__promise_gives_same_value_forever(void **state)
     SL_ASSERT_ERR(sl_offer(c, V(9)), SL_ECLOSED);
     SL_ASSERT_ERR(sl_put(c, V(9)), SL_ECLOSED);
     for (int i = 0; i < 3; i++) {
-        t[i] = s_thread(s_promise_taker, c);
-        co[i] = s_go(s_promise_taker, c);
+        t[i] = sl_test_thread(s_promise_taker, c);
+        co[i] = sl_test_go(s_promise_taker, c);
     }
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(I(s_join(t[i])), 42);
+        assert_int_equal(I(sl_test_join(t[i])), 42);
         assert_int_equal(I(s_result(&co[i])), 42);
     }
     for (int i = 0; i < 10; i++) {
@@ -347,10 +322,10 @@ static void test_chan__promise_gives_same_value_forever(void **state)
 
     /* A promise closed with no value: takers, waiting or not, see closed. */
     c = sl_chan_new(SL_BUF_PROMISE, 0);
-    t[0] = s_thread(s_promise_taker, c);
+    t[0] = sl_test_thread(s_promise_taker, c);
     s_wait_pending(c, 0, 1);
     sl_chan_close(c);
-    assert_int_equal(I(s_join(t[0])), SL_ECLOSED);
+    assert_int_equal(I(sl_test_join(t[0])), SL_ECLOSED);
     SL_ASSERT_ERR(sl_poll(c, &v), SL_ECLOSED);
     SL_ASSERT_ERR(sl_offer(c, V(1)), SL_ECLOSED);
     SL_ASSERT_ERR(sl_poll(c, &v), SL_ECLOSED);
@@ -404,22 +379,22 @@ static void test_chan__unbuffered_rendezvous_between_threads(void **state)
     /* A put does not complete until it is taken. */
     atomic_store(&s_put_done, 0);
     op_t o = {.c = c, .val = V(5), .rc = 99};
-    pthread_t t = s_thread(s_put_then_flag, &o);
+    pthread_t t = sl_test_thread(s_put_then_flag, &o);
     s_wait_pending(c, 1, 0);
     sl_sleep_ms(30);
     assert_int_equal(atomic_load(&s_put_done), 0);
     assert_int_equal(s_stats(c).count, 0);
     SL_ASSERT_OK(sl_take(c, &v));
     assert_int_equal(I(v), 5);
-    s_join(t);
+    sl_test_join(t);
     assert_int_equal(o.rc, SL_OK);
     assert_int_equal(atomic_load(&s_put_done), 1);
 
     /* Many hand-offs, in order, each side a thread. */
-    t = s_thread(s_rv_producer, c);
-    pthread_t u = s_thread(s_rv_consumer, c);
-    assert_int_equal(I(s_join(t)), 0);
-    assert_int_equal(I(s_join(u)), 0);
+    t = sl_test_thread(s_rv_producer, c);
+    pthread_t u = sl_test_thread(s_rv_consumer, c);
+    assert_int_equal(I(sl_test_join(t)), 0);
+    assert_int_equal(I(sl_test_join(u)), 0);
     sl_chan_stats_t st = s_stats(c);
     assert_int_equal(st.puts, RV_N + 1);
     assert_int_equal(st.takes, RV_N + 1);
@@ -449,18 +424,18 @@ static void test_chan__unbuffered_rendezvous_between_coroutines(void **state)
     (void)state;
     sl_chan_t *c = sl_chan_new(SL_BUF_NONE, 0);
     /* Across workers (spawned round-robin from a thread). */
-    sl_chan_t *p = s_go(s_rv_producer, c);
-    sl_chan_t *q = s_go(s_rv_consumer, c);
+    sl_chan_t *p = sl_test_go(s_rv_producer, c);
+    sl_chan_t *q = sl_test_go(s_rv_consumer, c);
     assert_int_equal(I(s_result(&p)), 0);
     assert_int_equal(I(s_result(&q)), 0);
     /* On one worker. */
-    p = s_go(s_rv_pair_local, c);
+    p = sl_test_go(s_rv_pair_local, c);
     assert_int_equal(I(s_result(&p)), 0);
     /* Coroutine to thread and back. */
-    p = s_go(s_rv_producer, c);
+    p = sl_test_go(s_rv_producer, c);
     assert_int_equal(I(s_rv_consumer(c)), 0);
     assert_int_equal(I(s_result(&p)), 0);
-    q = s_go(s_rv_consumer, c);
+    q = sl_test_go(s_rv_consumer, c);
     assert_int_equal(I(s_rv_producer(c)), 0);
     assert_int_equal(I(s_result(&q)), 0);
     sl_chan_stats_t st = s_stats(c);
@@ -498,13 +473,13 @@ static void s_close_with_pending_puts(sl_chan_t *c, int buffered)
     sl_chan_t *co[2];
     for (int i = 0; i < 4; i++)
         o[i] = (op_t){.c = c, .val = V(i + 1), .rc = 99, .deadline = SL_FOREVER};
-    t[0] = s_thread(s_put_op, &o[0]);
+    t[0] = sl_test_thread(s_put_op, &o[0]);
     s_wait_pending(c, 1, 0);
-    co[0] = s_go(s_co_put, &o[1]);
+    co[0] = sl_test_go(s_co_put, &o[1]);
     s_wait_pending(c, 2, 0);
-    t[1] = s_thread(s_put_op, &o[2]);
+    t[1] = sl_test_thread(s_put_op, &o[2]);
     s_wait_pending(c, 3, 0);
-    co[1] = s_go(s_co_put, &o[3]);
+    co[1] = sl_test_go(s_co_put, &o[3]);
     s_wait_pending(c, 4, 0);
 
     sl_chan_close(c);
@@ -526,12 +501,12 @@ static void s_close_with_pending_puts(sl_chan_t *c, int buffered)
         assert_int_equal(I(v), 100 + i);
     }
     for (int i = 0; i < 4; i++) {
-        SL_ASSERT_OK(sl_take_until(c, &v, sl_deadline_ms(s_patience_ms())));
+        SL_ASSERT_OK(sl_take_until(c, &v, sl_deadline_ms(sl_test_patience_ms())));
         assert_int_equal(I(v), i + 1);
     }
     SL_ASSERT_ERR(sl_take(c, &v), SL_ECLOSED);
-    s_join(t[0]);
-    s_join(t[1]);
+    sl_test_join(t[0]);
+    sl_test_join(t[1]);
     s_result(&co[0]);
     s_result(&co[1]);
     for (int i = 0; i < 4; i++)
@@ -568,13 +543,13 @@ static void test_chan__close_fails_pending_takes(void **state)
         for (int i = 0; i < 6; i++)
             o[i] = (op_t){.c = c, .val = V(-7), .rc = 99, .deadline = SL_FOREVER};
         for (int i = 0; i < 3; i++) {
-            t[i] = s_thread(s_take_op, &o[i]);
-            co[i] = s_go(s_co_take, &o[3 + i]);
+            t[i] = sl_test_thread(s_take_op, &o[i]);
+            co[i] = sl_test_go(s_co_take, &o[3 + i]);
         }
         s_wait_pending(c, 0, 6);
         sl_chan_close(c);
         for (int i = 0; i < 3; i++) {
-            s_join(t[i]);
+            sl_test_join(t[i]);
             s_result(&co[i]);
         }
         for (int i = 0; i < 6; i++) {
@@ -636,14 +611,14 @@ static void test_chan__until_times_out_with_nothing_done(void **state)
     /* In coroutines. */
     t0 = sl_now();
     op_t ot = {.c = none, .val = V(-3), .rc = 99, .deadline = t0 + 50 * 1000000LL};
-    sl_chan_t *p = s_go(s_co_until, &ot);
+    sl_chan_t *p = sl_test_go(s_co_until, &ot);
     s_result(&p);
     s_check_elapsed(sl_test_ms_since(t0), 50);
     assert_int_equal(ot.rc, SL_ETIMEDOUT);
     assert_ptr_equal(ot.val, V(-3));
     t0 = sl_now();
     op_t op = {.c = full, .val = V(4), .rc = 99, .deadline = t0 + 50 * 1000000LL};
-    p = s_go(s_co_until, &op);
+    p = sl_test_go(s_co_until, &op);
     s_result(&p);
     s_check_elapsed(sl_test_ms_since(t0), 50);
     assert_int_equal(op.rc, SL_ETIMEDOUT);
@@ -720,7 +695,7 @@ static int s_workers(pthread_t *out, int max)
     int n = 0, want = sl_sched_workers();
     assert_true(want > 0 && want <= max);
     for (int i = 0; i < 8 * want; i++) {
-        sl_chan_t *p = s_go(s_whoami, NULL);
+        sl_chan_t *p = sl_test_go(s_whoami, NULL);
         pthread_t t = (pthread_t)(uintptr_t)s_result(&p);
         int seen = 0;
         for (int j = 0; j < n; j++)
@@ -948,7 +923,7 @@ static void test_chan__pending_limit_gives_elimit(void **state)
     pthread_t t[3];
     for (int i = 0; i < 3; i++) {
         o[i] = (op_t){.c = c, .val = V(i), .rc = 99, .deadline = SL_FOREVER};
-        t[i] = s_thread(s_put_op, &o[i]);
+        t[i] = sl_test_thread(s_put_op, &o[i]);
         s_wait_pending(c, (size_t)i + 1, 0); /* queue in a known order */
     }
     int64_t t0 = sl_now();
@@ -968,7 +943,7 @@ static void test_chan__pending_limit_gives_elimit(void **state)
         assert_int_equal(I(v), i);
     }
     for (int i = 0; i < 3; i++) {
-        s_join(t[i]);
+        sl_test_join(t[i]);
         assert_int_equal(o[i].rc, SL_OK);
     }
     sl_sleep_ms(20);
@@ -976,8 +951,8 @@ static void test_chan__pending_limit_gives_elimit(void **state)
 
     /* Waiting takes: coroutines and a callback count. */
     sl_chan_t *co[2];
-    co[0] = s_go(s_co_take_rc, c);
-    co[1] = s_go(s_co_take_rc, c);
+    co[0] = sl_test_go(s_co_take_rc, c);
+    co[1] = sl_test_go(s_co_take_rc, c);
     s_wait_pending(c, 0, 2);
     cbrec_t tr = {0};
     SL_ASSERT_OK(sl_take_cb(c, s_take_cb, &tr));
@@ -1009,10 +984,10 @@ static void test_chan__pending_limit_under_crowd(void **state)
     pthread_t t[NTH];
     op_t o[NTH];
     for (int i = 0; i < NCO; i++)
-        co[i] = s_go(s_co_take_rc, c);
+        co[i] = sl_test_go(s_co_take_rc, c);
     for (int i = 0; i < NTH; i++) {
         o[i] = (op_t){.c = c, .rc = 99, .deadline = SL_FOREVER};
-        t[i] = s_thread(s_take_op, &o[i]);
+        t[i] = sl_test_thread(s_take_op, &o[i]);
     }
     /* Everyone who did not get in has returned; LIMIT are waiting. */
     s_wait_pending(c, 0, LIMIT);
@@ -1020,7 +995,7 @@ static void test_chan__pending_limit_under_crowd(void **state)
     assert_int_equal(s_stats(c).pending_takes, LIMIT);
     /* Feed half of the waiters, then close for the rest. */
     for (int i = 0; i < LIMIT / 2; i++)
-        SL_ASSERT_OK(sl_put_until(c, V(i), sl_deadline_ms(s_patience_ms())));
+        SL_ASSERT_OK(sl_put_until(c, V(i), sl_deadline_ms(sl_test_patience_ms())));
     sl_chan_close(c);
     int ok = 0, closed = 0, limit = 0;
     for (int i = 0; i < NCO + NTH; i++) {
@@ -1028,7 +1003,7 @@ static void test_chan__pending_limit_under_crowd(void **state)
         if (i < NCO) {
             rc = (int)I(s_result(&co[i]));
         } else {
-            s_join(t[i - NCO]);
+            sl_test_join(t[i - NCO]);
             rc = o[i - NCO].rc;
         }
         ok += rc == SL_OK;
@@ -1046,7 +1021,7 @@ static void test_chan__pending_limit_under_crowd(void **state)
     sl_chan_set_max_pending(d, 0);
     sl_chan_t *co2[40];
     for (int i = 0; i < 40; i++)
-        co2[i] = s_go(s_co_take_rc, d);
+        co2[i] = sl_test_go(s_co_take_rc, d);
     s_wait_pending(d, 0, 40);
     sl_chan_close(d);
     for (int i = 0; i < 40; i++)
@@ -1080,11 +1055,11 @@ static void test_chan__null_is_a_legal_value(void **state)
     /* Unbuffered: a NULL handed from a thread. */
     sl_chan_t *c = sl_chan_new(SL_BUF_NONE, 0);
     op_t o = {.c = c, .val = NULL, .rc = 99, .deadline = SL_FOREVER};
-    pthread_t t = s_thread(s_put_op, &o);
+    pthread_t t = sl_test_thread(s_put_op, &o);
     v = V(-1);
-    SL_ASSERT_OK(sl_take_until(c, &v, sl_deadline_ms(s_patience_ms())));
+    SL_ASSERT_OK(sl_take_until(c, &v, sl_deadline_ms(sl_test_patience_ms())));
     assert_null(v);
-    s_join(t);
+    sl_test_join(t);
     assert_int_equal(o.rc, SL_OK);
     /* and to a take callback */
     cbrec_t r = {.status = 99, .value = V(-1)};
@@ -1132,11 +1107,11 @@ static void test_chan__destroy_with_other_refs_keeps_channel(void **state)
     assert_int_equal(I(v), 1);
     /* A thread waits on it while another reference goes away. */
     op_t o = {.c = e, .rc = 99, .deadline = SL_FOREVER};
-    pthread_t t = s_thread(s_take_op, &o);
+    pthread_t t = sl_test_thread(s_take_op, &o);
     s_wait_pending(d, 0, 1);
     sl_chan_destroy(&d);
     SL_ASSERT_OK(sl_offer(e, V(2)));
-    s_join(t);
+    sl_test_join(t);
     assert_int_equal(o.rc, SL_OK);
     assert_int_equal(I(o.val), 2);
     assert_int_equal(sl_chan_check(e), 0);
@@ -1220,12 +1195,12 @@ static void test_chan__stats_consistent_after_stress(void **state)
         for (int i = 0; i < 6; i++)
             m[i] = (mixer_t){.c = c, .id = i + 1, .n = n};
         for (int i = 0; i < 3; i++) {
-            t[i] = s_thread(s_mixer, &m[i]);
-            co[i] = s_go(s_mixer, &m[3 + i]);
+            t[i] = sl_test_thread(s_mixer, &m[i]);
+            co[i] = sl_test_go(s_mixer, &m[3 + i]);
         }
         int bad = 0;
         for (int i = 0; i < 3; i++) {
-            bad |= I(s_join(t[i])) != 0;
+            bad |= I(sl_test_join(t[i])) != 0;
             bad |= I(s_result(&co[i])) != 0;
         }
         if (bad)
@@ -1283,8 +1258,8 @@ static void test_chan__check_and_stats_sane_while_in_use(void **state)
         pthread_t t[2];
         sl_chan_t *co[2];
         for (int i = 0; i < 2; i++) {
-            t[i] = s_thread(s_churn, &ch);
-            co[i] = s_go(s_churn, &ch);
+            t[i] = sl_test_thread(s_churn, &ch);
+            co[i] = sl_test_go(s_churn, &ch);
         }
         long checks = 0, bad_check = 0, bad_count = 0, bad_sum = 0;
         sl_chan_stats_t st;
@@ -1296,7 +1271,7 @@ static void test_chan__check_and_stats_sane_while_in_use(void **state)
             checks++;
         } while (st.puts < (uint64_t)n * 4 || checks < 1000);
         for (int i = 0; i < 2; i++) {
-            s_join(t[i]);
+            sl_test_join(t[i]);
             s_result(&co[i]);
         }
         sl_chan_destroy(&c);
@@ -1375,19 +1350,19 @@ static void s_exactly_once(sl_buf_t kind, size_t cap, int n)
         cons[i] = (xfer_t){.c = c, .id = i, .n = n, .seen = seen};
         /* even consumers are threads, odd ones coroutines */
         if (i & 1)
-            cc[i] = s_go(s_xconsumer, &cons[i]);
+            cc[i] = sl_test_go(s_xconsumer, &cons[i]);
         else
-            ct[i] = s_thread(s_xconsumer, &cons[i]);
+            ct[i] = sl_test_thread(s_xconsumer, &cons[i]);
     }
     for (int i = 0; i < XP; i++) {
         prod[i] = (xfer_t){.c = c, .id = i, .n = n, .seen = seen};
         if (i & 1)
-            pt[i] = s_thread(s_xproducer, &prod[i]);
+            pt[i] = sl_test_thread(s_xproducer, &prod[i]);
         else
-            pc[i] = s_go(s_xproducer, &prod[i]);
+            pc[i] = sl_test_go(s_xproducer, &prod[i]);
     }
     for (int i = 0; i < XP; i++) {
-        void *r = (i & 1) ? s_join(pt[i]) : s_result(&pc[i]);
+        void *r = (i & 1) ? sl_test_join(pt[i]) : s_result(&pc[i]);
         assert_int_equal(I(r), 0);
     }
     sl_chan_close(c);
@@ -1396,7 +1371,7 @@ static void s_exactly_once(sl_buf_t kind, size_t cap, int n)
         if (i & 1)
             s_result(&cc[i]);
         else
-            s_join(ct[i]);
+            sl_test_join(ct[i]);
         assert_int_equal(cons[i].bad, 0);
         total += cons[i].got;
     }

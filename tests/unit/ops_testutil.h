@@ -10,8 +10,6 @@
 #include "testlib.h"
 #include "sluice/ops.h"
 
-#define V(i) ((void *)(intptr_t)(i))
-#define I(v) ((int)(intptr_t)(v))
 
 /* Generous bound for "should happen"; no test waits this long on success. */
 static inline int64_t ops_patience_ms(void)

@@ -6,8 +6,6 @@
 
 #include "testlib.h"
 
-#define V(i) ((void *)(intptr_t)(i))
-#define I(v) ((intptr_t)(v))
 #define LIMIT 8
 
 /* Under a sanitizer, let a refused allocation come back as NULL (and so as
@@ -23,10 +21,6 @@ const char *__tsan_default_options(void)
     return "allocator_may_return_null=1";
 }
 
-static int64_t s_patience_ms(void)
-{
-    return sl_test_sanitized() ? 30000 : 5000;
-}
 
 static void test_sched_limits__bad_options_then_start(void **state)
 {
@@ -98,8 +92,8 @@ static void test_sched_limits__max_coroutines_gives_elimit(void **state)
         if (!co[i])
             fail_msg("spawn %d of %d failed: %s", i + 1, LIMIT, sl_err_name(err));
     }
-    assert_true(sl_test_wait_for(s_live_is, (void *)(uintptr_t)LIMIT, s_patience_ms()));
-    assert_true(sl_test_wait_for(s_parked_on, gate, s_patience_ms()));
+    assert_true(sl_test_wait_for(s_live_is, (void *)(uintptr_t)LIMIT, sl_test_patience_ms()));
+    assert_true(sl_test_wait_for(s_parked_on, gate, sl_test_patience_ms()));
 
     /* At the limit: every way of spawning says SL_ELIMIT, nothing runs. */
     int err = 0;
@@ -121,23 +115,23 @@ static void test_sched_limits__max_coroutines_gives_elimit(void **state)
     sl_chan_t *job = sl_thread(s_park_on, NULL);
     assert_non_null(job);
     void *v = V(0);
-    SL_ASSERT_OK(sl_take_until(job, &v, sl_deadline_ms(s_patience_ms())));
+    SL_ASSERT_OK(sl_take_until(job, &v, sl_deadline_ms(sl_test_patience_ms())));
     assert_int_equal(I(v), SL_EINVAL); /* sl_take(NULL) */
     sl_chan_destroy(&job);
 
     /* One returns: there is room for exactly one more. */
     SL_ASSERT_OK(sl_put(gate, V(1)));
-    assert_true(sl_test_wait_for(s_live_is, (void *)(uintptr_t)(LIMIT - 1), s_patience_ms()));
+    assert_true(sl_test_wait_for(s_live_is, (void *)(uintptr_t)(LIMIT - 1), sl_test_patience_ms()));
     /* A coroutine spawning at the limit is refused too (it is the one). */
     inner_t in = {0};
     err = 0;
     sl_chan_t *spawner = sl_go_ex(s_spawn_inside, &in, 0, 1, &err);
     assert_non_null(spawner);
-    SL_ASSERT_OK(sl_take_until(spawner, &v, sl_deadline_ms(s_patience_ms())));
+    SL_ASSERT_OK(sl_take_until(spawner, &v, sl_deadline_ms(sl_test_patience_ms())));
     sl_chan_destroy(&spawner);
     assert_null(in.from_co);
     assert_int_equal(in.from_co_err, SL_ELIMIT);
-    assert_true(sl_test_wait_for(s_live_is, (void *)(uintptr_t)(LIMIT - 1), s_patience_ms()));
+    assert_true(sl_test_wait_for(s_live_is, (void *)(uintptr_t)(LIMIT - 1), sl_test_patience_ms()));
     sl_chan_t *last = sl_go(s_park_on, gate);
     assert_non_null(last);
     assert_null(sl_go(s_park_on, gate));
@@ -147,18 +141,18 @@ static void test_sched_limits__max_coroutines_gives_elimit(void **state)
     int closed = 0, ok = 0;
     for (int i = 0; i < LIMIT; i++) {
         v = V(99);
-        SL_ASSERT_OK(sl_take_until(co[i], &v, sl_deadline_ms(s_patience_ms())));
+        SL_ASSERT_OK(sl_take_until(co[i], &v, sl_deadline_ms(sl_test_patience_ms())));
         ok += I(v) == SL_OK;
         closed += I(v) == SL_ECLOSED;
         sl_chan_destroy(&co[i]);
     }
-    SL_ASSERT_OK(sl_take_until(last, &v, sl_deadline_ms(s_patience_ms())));
+    SL_ASSERT_OK(sl_take_until(last, &v, sl_deadline_ms(sl_test_patience_ms())));
     assert_int_equal(I(v), SL_ECLOSED);
     sl_chan_destroy(&last);
     assert_int_equal(ok, 1);
     assert_int_equal(closed, LIMIT - 1);
-    assert_true(sl_test_wait_for(s_live_is, (void *)0, s_patience_ms()));
-    SL_ASSERT_OK(sl_sched_shutdown(s_patience_ms()));
+    assert_true(sl_test_wait_for(s_live_is, (void *)0, sl_test_patience_ms()));
+    SL_ASSERT_OK(sl_sched_shutdown(sl_test_patience_ms()));
     assert_int_equal(sl_sched_workers(), 0);
     sl_chan_destroy(&gate);
 }
@@ -182,7 +176,7 @@ static void test_sched_limits__restart_with_three_workers(void **state)
     sl_chan_t *p = sl_go(s_id, V(5));
     assert_non_null(p);
     void *v = NULL;
-    SL_ASSERT_OK(sl_take_until(p, &v, sl_deadline_ms(s_patience_ms())));
+    SL_ASSERT_OK(sl_take_until(p, &v, sl_deadline_ms(sl_test_patience_ms())));
     assert_int_equal(I(v), 5);
     sl_chan_destroy(&p);
     /* the limit of the first start is gone: the default applies */
@@ -191,7 +185,7 @@ static void test_sched_limits__restart_with_three_workers(void **state)
         assert_non_null(q);
         sl_chan_destroy(&q);
     }
-    SL_ASSERT_OK(sl_sched_shutdown(s_patience_ms()));
+    SL_ASSERT_OK(sl_sched_shutdown(sl_test_patience_ms()));
 }
 
 int main(void)

@@ -10,8 +10,6 @@
 
 #include "testlib.h"
 
-#define V(i) ((void *)(intptr_t)(i))
-#define I(v) ((intptr_t)(v))
 #define MS (1000000LL)
 #define WORKERS 4
 
@@ -25,41 +23,19 @@
 #endif
 #endif
 
-static int64_t s_patience_ms(void)
-{
-    return sl_test_sanitized() ? 30000 : 5000;
-}
 
 static double s_slack_ms(void)
 {
     return sl_test_sanitized() ? 300.0 : 40.0;
 }
 
-static pthread_t s_thread(void *(*fn)(void *), void *arg)
-{
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
-    return t;
-}
 
-static void *s_join(pthread_t t)
-{
-    void *r = NULL;
-    assert_int_equal(pthread_join(t, &r), 0);
-    return r;
-}
 
-static sl_chan_t *s_go(sl_go_fn fn, void *arg)
-{
-    sl_chan_t *p = sl_go(fn, arg);
-    assert_non_null(p);
-    return p;
-}
 
 static void *s_result(sl_chan_t **p)
 {
     void *v = V(-1);
-    SL_ASSERT_OK(sl_take_until(*p, &v, sl_deadline_ms(6 * s_patience_ms())));
+    SL_ASSERT_OK(sl_take_until(*p, &v, sl_deadline_ms(6 * sl_test_patience_ms())));
     sl_chan_destroy(p);
     return v;
 }
@@ -74,7 +50,7 @@ static int s_idle(void *arg)
 
 static void s_wait_idle(void)
 {
-    assert_true(sl_test_wait_for(s_idle, NULL, s_patience_ms()));
+    assert_true(sl_test_wait_for(s_idle, NULL, sl_test_patience_ms()));
 }
 
 /* A plain blocking sleep that knows nothing of the scheduler. */
@@ -115,22 +91,22 @@ static void *s_take_promise(void *arg)
 {
     sl_chan_t *p = arg;
     void *v = V(-1);
-    int rc = sl_take_until(p, &v, sl_deadline_ms(s_patience_ms()));
+    int rc = sl_take_until(p, &v, sl_deadline_ms(sl_test_patience_ms()));
     return rc == SL_OK ? v : V(rc);
 }
 
 static void test_sched__go_result_reaches_every_taker(void **state)
 {
     (void)state;
-    sl_chan_t *p = s_go(s_answer, V(42));
+    sl_chan_t *p = sl_test_go(s_answer, V(42));
     pthread_t t[3];
     sl_chan_t *co[3];
     for (int i = 0; i < 3; i++) {
-        t[i] = s_thread(s_take_promise, p);
-        co[i] = s_go(s_take_promise, p);
+        t[i] = sl_test_thread(s_take_promise, p);
+        co[i] = sl_test_go(s_take_promise, p);
     }
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(I(s_join(t[i])), 42);
+        assert_int_equal(I(sl_test_join(t[i])), 42);
         assert_int_equal(I(s_result(&co[i])), 42);
     }
     /* The promise is closed with the value kept: more takes, same value. */
@@ -145,13 +121,13 @@ static void test_sched__go_result_reaches_every_taker(void **state)
     sl_chan_destroy(&p);
 
     /* A NULL result is a result. */
-    p = s_go(s_answer, NULL);
+    p = sl_test_go(s_answer, NULL);
     v = V(-1);
-    SL_ASSERT_OK(sl_take_until(p, &v, sl_deadline_ms(s_patience_ms())));
+    SL_ASSERT_OK(sl_take_until(p, &v, sl_deadline_ms(sl_test_patience_ms())));
     assert_null(v);
     sl_chan_destroy(&p);
     /* Dropping the promise at once is fine: the coroutine still runs. */
-    p = s_go(s_answer, V(1));
+    p = sl_test_go(s_answer, V(1));
     sl_chan_destroy(&p);
     s_wait_idle();
 }
@@ -178,7 +154,7 @@ static void test_sched__go_ex_fire_and_forget(void **state)
     }
     for (int i = 0; i < 10; i++) {
         void *v;
-        SL_ASSERT_OK(sl_take_until(c, &v, sl_deadline_ms(s_patience_ms())));
+        SL_ASSERT_OK(sl_take_until(c, &v, sl_deadline_ms(sl_test_patience_ms())));
         assert_int_equal(I(v), 7);
     }
     assert_int_equal(atomic_load(&s_ff_ran), 10);
@@ -233,7 +209,7 @@ static void test_sched__spawn_from_coroutine_stays_on_its_worker(void **state)
     assert_int_equal(sl_sched_workers(), WORKERS);
     for (int round = 0; round < 2 * WORKERS; round++) {
         place_t p = {.flags = 0, .n = 20};
-        sl_chan_t *c = s_go(s_spawn_children, &p);
+        sl_chan_t *c = sl_test_go(s_spawn_children, &p);
         assert_int_equal(I(s_result(&c)), 0);
         for (int i = 0; i < p.n; i++)
             assert_true(pthread_equal(p.child[i], p.parent));
@@ -246,13 +222,13 @@ static void test_sched__spread_and_thread_spawns_go_round_robin(void **state)
     (void)state;
     /* From a coroutine with SL_GO_SPREAD: every worker gets some. */
     place_t p = {.flags = SL_GO_SPREAD, .n = 4 * WORKERS};
-    sl_chan_t *c = s_go(s_spawn_children, &p);
+    sl_chan_t *c = sl_test_go(s_spawn_children, &p);
     assert_int_equal(I(s_result(&c)), 0);
     assert_int_equal(s_distinct(p.child, p.n), WORKERS);
     /* From a plain thread: round-robin as well. */
     pthread_t t[4 * WORKERS];
     for (int i = 0; i < 4 * WORKERS; i++) {
-        sl_chan_t *q = s_go(s_whoami, NULL);
+        sl_chan_t *q = sl_test_go(s_whoami, NULL);
         t[i] = (pthread_t)(uintptr_t)s_result(&q);
         assert_false(pthread_equal(t[i], pthread_self()));
     }
@@ -322,9 +298,9 @@ static void test_sched__coroutines_never_migrate(void **state)
         assert_non_null(co[i]);
     }
     feeder_t f = {feed, takes * K / 2};
-    pthread_t t1 = s_thread(s_feeder, &f), t2 = s_thread(s_feeder, &f);
-    assert_int_equal(I(s_join(t1)), 0);
-    assert_int_equal(I(s_join(t2)), 0);
+    pthread_t t1 = sl_test_thread(s_feeder, &f), t2 = sl_test_thread(s_feeder, &f);
+    assert_int_equal(I(sl_test_join(t1)), 0);
+    assert_int_equal(I(sl_test_join(t2)), 0);
     for (int i = 0; i < K; i++) {
         assert_int_equal(I(s_result(&co[i])), 0);
         assert_int_equal(pin[i].moved, 0);
@@ -387,7 +363,7 @@ static void test_sched__hundred_thousand_parked_coroutines(void **state)
             fail_msg("spawn %zu failed: %s", i, sl_err_name(err));
     }
     waiters_t w = {crowd.gate, n};
-    int parked = sl_test_wait_for(s_all_parked, &w, 4 * s_patience_ms());
+    int parked = sl_test_wait_for(s_all_parked, &w, 4 * sl_test_patience_ms());
     long rss1 = sl_test_rss_kib();
     double spawn_ms = sl_test_ms_since(t0);
     sl_sched_stats(&st1);
@@ -455,8 +431,8 @@ static double s_pingpong_ms(int rounds)
     sl_chan_t *a[WORKERS], *b[WORKERS];
     for (int i = 0; i < WORKERS; i++) {
         pp[i] = (pingpong_t){sl_chan_new(SL_BUF_NONE, 0), sl_chan_new(SL_BUF_NONE, 0), rounds};
-        a[i] = s_go(s_pinger, &pp[i]);
-        b[i] = s_go(s_ponger, &pp[i]);
+        a[i] = sl_test_go(s_pinger, &pp[i]);
+        b[i] = sl_test_go(s_ponger, &pp[i]);
     }
     for (int i = 0; i < WORKERS; i++) {
         assert_int_equal(I(s_result(&a[i])), 0);
@@ -542,7 +518,7 @@ static void test_sched__thread_jobs_do_not_queue_behind_blocked_jobs(void **stat
             assert_non_null(warm[i]);
             s_result(&warm[i]);
         }
-        assert_true(sl_test_wait_for(s_pool_quiet, NULL, s_patience_ms()));
+        assert_true(sl_test_wait_for(s_pool_quiet, NULL, sl_test_patience_ms()));
         sl_sleep_ms(5);
 
         barrier_t b = {.n = N};
@@ -591,7 +567,7 @@ static void test_sched__sleep_ms_accuracy(void **state)
         int64_t t0 = sl_now();
         sl_sleep_ms(ms[i]);
         s_check_sleep(sl_test_ms_since(t0), (double)ms[i]);
-        sl_chan_t *p = s_go(s_co_sleep, V(ms[i]));
+        sl_chan_t *p = sl_test_go(s_co_sleep, V(ms[i]));
         s_check_sleep((double)I(s_result(&p)) / 1000.0, (double)ms[i]);
     }
     /* Zero, negative and past deadlines return at once. */
@@ -643,7 +619,7 @@ static void test_sched__yield_lets_others_run(void **state)
 {
     (void)state;
     ylog_t l = {.rounds = 100};
-    sl_chan_t *p = s_go(s_yield_pair, &l);
+    sl_chan_t *p = sl_test_go(s_yield_pair, &l);
     assert_int_equal(I(s_result(&p)), 0);
     assert_int_equal(l.len, 200);
     int switches = 0;
@@ -682,7 +658,7 @@ static void test_sched__in_coroutine(void **state)
 {
     (void)state;
     assert_int_equal(sl_in_coroutine(), 0);
-    sl_chan_t *p = s_go(s_where, NULL);
+    sl_chan_t *p = sl_test_go(s_where, NULL);
     assert_int_equal(I(s_result(&p)), 1);
     p = sl_thread(s_where, NULL);
     assert_non_null(p);
@@ -690,7 +666,7 @@ static void test_sched__in_coroutine(void **state)
     sl_chan_t *c = sl_chan_new(SL_BUF_FIXED, 1);
     SL_ASSERT_OK(sl_offer(c, V(1)));
     SL_ASSERT_OK(sl_take_cb(c, s_where_cb, NULL));
-    assert_true(sl_test_wait_for(s_cb_done, NULL, s_patience_ms()));
+    assert_true(sl_test_wait_for(s_cb_done, NULL, sl_test_patience_ms()));
     assert_int_equal(atomic_load(&s_cb_in_co), 0);
     sl_chan_destroy(&c);
 }
@@ -711,7 +687,7 @@ static void test_sched__stats_count_coroutines(void **state)
     assert_int_equal(a.stack_size, (sl_test_sanitized() ? 256 : 64) * 1024);
     sl_chan_t *p[50];
     for (int i = 0; i < 50; i++)
-        p[i] = s_go(s_noop, NULL);
+        p[i] = sl_test_go(s_noop, NULL);
     for (int i = 0; i < 50; i++)
         s_result(&p[i]);
     s_wait_idle();
@@ -730,7 +706,7 @@ static void *s_try_shutdown(void *arg)
 static void test_sched__shutdown_inside_coroutine_is_edeadlk(void **state)
 {
     (void)state;
-    sl_chan_t *p = s_go(s_try_shutdown, NULL);
+    sl_chan_t *p = sl_test_go(s_try_shutdown, NULL);
     assert_int_equal(I(s_result(&p)), SL_EDEADLK);
     assert_int_equal(sl_sched_workers(), WORKERS);
 }
@@ -766,7 +742,7 @@ static void test_sched__shutdown_waits_for_everything(void **state)
     SL_ASSERT_ERR(sl_sched_shutdown(20), SL_ETIMEDOUT);
     assert_int_equal(sl_sched_workers(), WORKERS); /* still running */
     assert_int_equal(atomic_load(&s_late_co), 0);
-    SL_ASSERT_OK(sl_sched_shutdown(s_patience_ms()));
+    SL_ASSERT_OK(sl_sched_shutdown(sl_test_patience_ms()));
     double waited = sl_test_ms_since(t0);
     assert_int_equal(atomic_load(&s_late_co), 1);
     assert_int_equal(atomic_load(&s_late_job), 1);

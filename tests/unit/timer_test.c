@@ -9,14 +9,8 @@
 
 #include "testlib.h"
 
-#define V(i) ((void *)(intptr_t)(i))
-#define I(v) ((intptr_t)(v))
 #define MS (1000000LL)
 
-static int64_t s_patience_ms(void)
-{
-    return sl_test_sanitized() ? 30000 : 5000;
-}
 
 /* How late a timer may fire and still be on time. */
 static double s_late_ms(void)
@@ -35,7 +29,7 @@ static bool s_closed(sl_chan_t *c)
 static double s_wait_closed(sl_chan_t *c, int64_t t0)
 {
     void *v = V(-1);
-    SL_ASSERT_ERR(sl_take_until(c, &v, sl_deadline_ms(s_patience_ms())), SL_ECLOSED);
+    SL_ASSERT_ERR(sl_take_until(c, &v, sl_deadline_ms(sl_test_patience_ms())), SL_ECLOSED);
     assert_ptr_equal(v, V(-1));
     return sl_test_ms_since(t0);
 }
@@ -85,7 +79,7 @@ static void test_timer__timeout_fires_within_tolerance(void **state)
     sl_chan_t *p = sl_go(s_co_timeout, &t);
     assert_non_null(p);
     void *rc = V(0);
-    SL_ASSERT_OK(sl_take_until(p, &rc, sl_deadline_ms(s_patience_ms())));
+    SL_ASSERT_OK(sl_take_until(p, &rc, sl_deadline_ms(sl_test_patience_ms())));
     sl_chan_destroy(&p);
     assert_int_equal(I(rc), SL_ECLOSED);
     s_check_on_time(t.elapsed, 50);
@@ -177,7 +171,7 @@ static void *s_watcher(void *arg)
         }
         tmo_t *t = &w->t[i - 1];
         void *v;
-        if (sl_take_until(t->c, &v, sl_deadline_ms(s_patience_ms())) != SL_ECLOSED)
+        if (sl_take_until(t->c, &v, sl_deadline_ms(sl_test_patience_ms())) != SL_ECLOSED)
             return V(-1);
         int64_t now = sl_now();
         if (now < t->due)
@@ -229,7 +223,7 @@ static void test_timer__many_live_timers(void **state)
      * closed before its due time closed early. Then wait for it. */
     size_t peeks = 0;
     double worst_late = 0;
-    int64_t patience = sl_deadline_ms(s_patience_ms() + 1000);
+    int64_t patience = sl_deadline_ms(sl_test_patience_ms() + 1000);
     for (size_t i = 0; i < n; i++) {
         void *v;
         int rc = sl_poll(t[i].c, &v);
@@ -334,10 +328,10 @@ static void s_check_order(order_job_t *j, const char *what)
     sl_chan_t *p = sl_go(s_arm_in_order, j);
     assert_non_null(p);
     void *rc = V(-1);
-    SL_ASSERT_OK(sl_take_until(p, &rc, sl_deadline_ms(s_patience_ms())));
+    SL_ASSERT_OK(sl_take_until(p, &rc, sl_deadline_ms(sl_test_patience_ms())));
     sl_chan_destroy(&p);
     assert_int_equal(I(rc), 0);
-    assert_true(sl_test_wait_for(s_all_done, j, s_patience_ms()));
+    assert_true(sl_test_wait_for(s_all_done, j, sl_test_patience_ms()));
     /* Inversions: a timer due strictly later closed before one due earlier. */
     int inversions = 0, first = -1;
     for (int k = 1; k < j->n; k++) {
