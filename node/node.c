@@ -298,6 +298,7 @@ static void s_admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Adm
     r.node_id = n->node_id;
     r.epoch = n->epoch;
     r.peers = sl__map_size(n->peers);
+    r.bad_messages = n->bad_messages;
     sl__queue_t *q = NULL;
     bool one = a->queue && a->queue[0];
     if (one)

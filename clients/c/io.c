@@ -439,6 +439,7 @@ static void s_on_admin_reply(sl_client_t *c, uint64_t corr, Sluice__V1__AdminRep
     s_copy(a->node_id, sizeof a->node_id, ar->node_id);
     a->epoch = ar->epoch;
     a->peers = ar->peers;
+    a->bad_messages = ar->bad_messages;
     if (ar->error) {
         a->node_code = ar->error->code;
         s_copy(a->node_text, sizeof a->node_text, ar->error->text);

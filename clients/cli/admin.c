@@ -94,6 +94,8 @@ int sl_cli_stats(const sl_cli_t *cli, int argc, char **argv)
         code = sl_cli_fail(cli, client, "stats", rc, rep.node_text);
     } else {
         s_table(rep.queues, rep.n_queues);
+        printf("node %s epoch %016" PRIx64 " peers %" PRIu64 " bad-messages %" PRIu64 "\n",
+               rep.node_id, rep.epoch, rep.peers, rep.bad_messages);
         code = SL_CLI_OK;
     }
     sl_client_destroy(&client);

@@ -301,6 +301,7 @@ typedef struct {
     char node_id[128];
     uint64_t epoch;
     uint64_t peers;
+    uint64_t bad_messages;        /* malformed messages the node received */
     int node_code;                /* the node's Error.code; 0 = none      */
     char node_text[256];          /* the node's explanation               */
 } sl_admin_reply_t;
