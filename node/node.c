@@ -713,7 +713,6 @@ static void *s_engine_main(void *arg)
 
 /* --- lifecycle -------------------------------------------------------------- */
 
-sl__node_t *s_node_alloc(void);
 
 sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
 {
