@@ -52,6 +52,19 @@ void *sl_test_join(pthread_t t)
     return r;
 }
 
+double sl_test_slack_ms(void)
+{
+    return sl_test_sanitized() ? 400.0 : 60.0;
+}
+
+void *sl_test_result(sl_chan_t **promise, int64_t patience_ms)
+{
+    void *v = V(-1);
+    SL_ASSERT_OK(sl_take_until(*promise, &v, sl_deadline_ms(patience_ms)));
+    sl_chan_destroy(promise);
+    return v;
+}
+
 sl_chan_t *sl_test_go(sl_go_fn fn, void *arg)
 {
     sl_chan_t *p = sl_go(fn, arg);

@@ -52,6 +52,13 @@ int64_t sl_test_patience_ms(void);
 pthread_t sl_test_thread(void *(*fn)(void *), void *arg);
 void *sl_test_join(pthread_t t);
 
+/* Slack allowed past a deadline before a timing test calls it late. */
+double sl_test_slack_ms(void);
+
+/* Take a coroutine's result from its promise within patience_ms, failing
+ * the test otherwise, and drop the promise. */
+void *sl_test_result(sl_chan_t **promise, int64_t patience_ms);
+
 /* Spawn fn in a coroutine; returns its promise (caller owns). */
 sl_chan_t *sl_test_go(sl_go_fn fn, void *arg);
 

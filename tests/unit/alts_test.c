@@ -9,24 +9,6 @@
 
 #include "testlib.h"
 
-
-
-static double s_slack_ms(void)
-{
-    return sl_test_sanitized() ? 400.0 : 60.0;
-}
-
-
-
-
-static void *s_result(sl_chan_t **p)
-{
-    void *v = V(-1);
-    SL_ASSERT_OK(sl_take_until(*p, &v, sl_deadline_ms(sl_test_patience_ms())));
-    sl_chan_destroy(p);
-    return v;
-}
-
 static sl_chan_stats_t s_stats(sl_chan_t *c)
 {
     sl_chan_stats_t st;
@@ -251,13 +233,13 @@ static void test_alts__deadline_times_out(void **state)
                       .deadline = t0 + 50 * 1000000LL};
         if (in_co) {
             sl_chan_t *p = sl_test_go(s_co_alts_deadline, &j);
-            s_result(&p);
+            sl_test_result(&p, sl_test_patience_ms());
         } else {
             s_alts_job(&j);
         }
         double ms = sl_test_ms_since(t0);
         SL_ASSERT_ERR(j.rc, SL_ETIMEDOUT);
-        if (ms < 50 || ms > 50 + s_slack_ms())
+        if (ms < 50 || ms > 50 + sl_test_slack_ms())
             fail_msg("alts with a 50 ms deadline returned after %.1f ms", ms);
         assert_int_equal(j.ops[0].status, 99);
         assert_int_equal(j.ops[1].status, 99);
@@ -327,7 +309,7 @@ static void test_alts__mixed_puts_and_takes(void **state)
         else
             s_peer_put(&p);
         if (in_co)
-            s_result(&co);
+            sl_test_result(&co, sl_test_patience_ms());
         else
             sl_test_join(t);
         SL_ASSERT_OK(p.rc);
@@ -393,7 +375,7 @@ static void test_alts__closed_channel_commits_eclosed(void **state)
         s_wait_pending(later, 0, 1);
         sl_chan_close(later);
         if (in_co)
-            s_result(&co);
+            sl_test_result(&co, sl_test_patience_ms());
         else
             sl_test_join(t);
         assert_int_equal(j.rc, 1);
@@ -428,7 +410,7 @@ static void test_alts__timeout_channel_as_an_op(void **state)
         assert_int_equal(rc, 1);
         assert_int_equal(ops[1].status, SL_ECLOSED);
         assert_int_equal(ops[0].status, 99);
-        if (ms < 50 || ms > 50 + s_slack_ms())
+        if (ms < 50 || ms > 50 + sl_test_slack_ms())
             fail_msg("timeout(50) in alts fired after %.1f ms", ms);
         sl_chan_destroy(&tmo);
     }
@@ -709,7 +691,7 @@ static void test_alts__exactly_once_under_concurrency(void **state)
         sl_chan_close(r.ch[i]);
     for (int i = 0; i <= XN; i++) {
         sl_test_join(ct[i]);
-        s_result(&cc[i]);
+        sl_test_result(&cc[i], sl_test_patience_ms());
     }
     double ms = sl_test_ms_since(t0);
 

@@ -13,10 +13,6 @@
 
 #include "testlib.h"
 
-
-
-
-
 /* 1 if fd polls readable within ms (0: right now). */
 static int s_ready(int fd, int ms)
 {

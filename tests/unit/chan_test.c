@@ -9,26 +9,6 @@
 
 #include "testlib.h"
 
-
-
-/* Slack allowed past a deadline before we call it late. */
-static double s_slack_ms(void)
-{
-    return sl_test_sanitized() ? 400.0 : 60.0;
-}
-
-
-
-
-/* Wait for a coroutine's result and drop the promise. */
-static void *s_result(sl_chan_t **p)
-{
-    void *v = V(-1);
-    SL_ASSERT_OK(sl_take_until(*p, &v, sl_deadline_ms(sl_test_patience_ms())));
-    sl_chan_destroy(p);
-    return v;
-}
-
 static sl_chan_stats_t s_stats(sl_chan_t *c)
 {
     sl_chan_stats_t st;
@@ -287,7 +267,7 @@ static void test_chan__promise_gives_same_value_forever(void **state)
     SL_ASSERT_OK(sl_offer(c, V(42)));
     for (int i = 0; i < 3; i++) {
         assert_int_equal(I(sl_test_join(t[i])), 42);
-        assert_int_equal(I(s_result(&co[i])), 42);
+        assert_int_equal(I(sl_test_result(&co[i], sl_test_patience_ms())), 42);
     }
     /* Later puts are accepted and ignored. */
     SL_ASSERT_OK(sl_offer(c, V(7)));
@@ -311,7 +291,7 @@ static void test_chan__promise_gives_same_value_forever(void **state)
     }
     for (int i = 0; i < 3; i++) {
         assert_int_equal(I(sl_test_join(t[i])), 42);
-        assert_int_equal(I(s_result(&co[i])), 42);
+        assert_int_equal(I(sl_test_result(&co[i], sl_test_patience_ms())), 42);
     }
     for (int i = 0; i < 10; i++) {
         SL_ASSERT_OK(sl_take_until(c, &v, sl_deadline_ms(0)));
@@ -426,18 +406,18 @@ static void test_chan__unbuffered_rendezvous_between_coroutines(void **state)
     /* Across workers (spawned round-robin from a thread). */
     sl_chan_t *p = sl_test_go(s_rv_producer, c);
     sl_chan_t *q = sl_test_go(s_rv_consumer, c);
-    assert_int_equal(I(s_result(&p)), 0);
-    assert_int_equal(I(s_result(&q)), 0);
+    assert_int_equal(I(sl_test_result(&p, sl_test_patience_ms())), 0);
+    assert_int_equal(I(sl_test_result(&q, sl_test_patience_ms())), 0);
     /* On one worker. */
     p = sl_test_go(s_rv_pair_local, c);
-    assert_int_equal(I(s_result(&p)), 0);
+    assert_int_equal(I(sl_test_result(&p, sl_test_patience_ms())), 0);
     /* Coroutine to thread and back. */
     p = sl_test_go(s_rv_producer, c);
     assert_int_equal(I(s_rv_consumer(c)), 0);
-    assert_int_equal(I(s_result(&p)), 0);
+    assert_int_equal(I(sl_test_result(&p, sl_test_patience_ms())), 0);
     q = sl_test_go(s_rv_consumer, c);
     assert_int_equal(I(s_rv_producer(c)), 0);
-    assert_int_equal(I(s_result(&q)), 0);
+    assert_int_equal(I(sl_test_result(&q, sl_test_patience_ms())), 0);
     sl_chan_stats_t st = s_stats(c);
     assert_int_equal(st.puts, 4 * RV_N);
     assert_int_equal(st.takes, 4 * RV_N);
@@ -507,8 +487,8 @@ static void s_close_with_pending_puts(sl_chan_t *c, int buffered)
     SL_ASSERT_ERR(sl_take(c, &v), SL_ECLOSED);
     sl_test_join(t[0]);
     sl_test_join(t[1]);
-    s_result(&co[0]);
-    s_result(&co[1]);
+    sl_test_result(&co[0], sl_test_patience_ms());
+    sl_test_result(&co[1], sl_test_patience_ms());
     for (int i = 0; i < 4; i++)
         assert_int_equal(o[i].rc, SL_OK);
     st = s_stats(c);
@@ -550,7 +530,7 @@ static void test_chan__close_fails_pending_takes(void **state)
         sl_chan_close(c);
         for (int i = 0; i < 3; i++) {
             sl_test_join(t[i]);
-            s_result(&co[i]);
+            sl_test_result(&co[i], sl_test_patience_ms());
         }
         for (int i = 0; i < 6; i++) {
             assert_int_equal(o[i].rc, SL_ECLOSED);
@@ -578,7 +558,7 @@ static void *s_co_until(void *arg)
 
 static void s_check_elapsed(double ms, double want)
 {
-    if (ms < want - 0.5 || ms > want + s_slack_ms())
+    if (ms < want - 0.5 || ms > want + sl_test_slack_ms())
         fail_msg("waited %.1f ms for a %.0f ms deadline", ms, want);
 }
 
@@ -612,14 +592,14 @@ static void test_chan__until_times_out_with_nothing_done(void **state)
     t0 = sl_now();
     op_t ot = {.c = none, .val = V(-3), .rc = 99, .deadline = t0 + 50 * 1000000LL};
     sl_chan_t *p = sl_test_go(s_co_until, &ot);
-    s_result(&p);
+    sl_test_result(&p, sl_test_patience_ms());
     s_check_elapsed(sl_test_ms_since(t0), 50);
     assert_int_equal(ot.rc, SL_ETIMEDOUT);
     assert_ptr_equal(ot.val, V(-3));
     t0 = sl_now();
     op_t op = {.c = full, .val = V(4), .rc = 99, .deadline = t0 + 50 * 1000000LL};
     p = sl_test_go(s_co_until, &op);
-    s_result(&p);
+    sl_test_result(&p, sl_test_patience_ms());
     s_check_elapsed(sl_test_ms_since(t0), 50);
     assert_int_equal(op.rc, SL_ETIMEDOUT);
 
@@ -696,7 +676,7 @@ static int s_workers(pthread_t *out, int max)
     assert_true(want > 0 && want <= max);
     for (int i = 0; i < 8 * want; i++) {
         sl_chan_t *p = sl_test_go(s_whoami, NULL);
-        pthread_t t = (pthread_t)(uintptr_t)s_result(&p);
+        pthread_t t = (pthread_t)(uintptr_t)sl_test_result(&p, sl_test_patience_ms());
         int seen = 0;
         for (int j = 0; j < n; j++)
             seen |= pthread_equal(out[j], t);
@@ -963,8 +943,8 @@ static void test_chan__pending_limit_gives_elimit(void **state)
     sl_alt_t top[1] = {{.chan = c}};
     SL_ASSERT_ERR(sl_alts(top, 1, 0, sl_deadline_ms(1000)), SL_ELIMIT);
     sl_chan_close(c);
-    assert_int_equal(I(s_result(&co[0])), SL_ECLOSED);
-    assert_int_equal(I(s_result(&co[1])), SL_ECLOSED);
+    assert_int_equal(I(sl_test_result(&co[0], sl_test_patience_ms())), SL_ECLOSED);
+    assert_int_equal(I(sl_test_result(&co[1], sl_test_patience_ms())), SL_ECLOSED);
     s_wait_calls(&tr, 1);
     assert_int_equal(tr.status, SL_ECLOSED);
     assert_int_equal(atomic_load(&tr2.calls), 0);
@@ -1001,7 +981,7 @@ static void test_chan__pending_limit_under_crowd(void **state)
     for (int i = 0; i < NCO + NTH; i++) {
         int rc;
         if (i < NCO) {
-            rc = (int)I(s_result(&co[i]));
+            rc = (int)I(sl_test_result(&co[i], sl_test_patience_ms()));
         } else {
             sl_test_join(t[i - NCO]);
             rc = o[i - NCO].rc;
@@ -1025,7 +1005,7 @@ static void test_chan__pending_limit_under_crowd(void **state)
     s_wait_pending(d, 0, 40);
     sl_chan_close(d);
     for (int i = 0; i < 40; i++)
-        assert_int_equal(I(s_result(&co2[i])), SL_ECLOSED);
+        assert_int_equal(I(sl_test_result(&co2[i], sl_test_patience_ms())), SL_ECLOSED);
     sl_chan_destroy(&d);
     sl_chan_destroy(&c);
 }
@@ -1201,7 +1181,7 @@ static void test_chan__stats_consistent_after_stress(void **state)
         int bad = 0;
         for (int i = 0; i < 3; i++) {
             bad |= I(sl_test_join(t[i])) != 0;
-            bad |= I(s_result(&co[i])) != 0;
+            bad |= I(sl_test_result(&co[i], sl_test_patience_ms())) != 0;
         }
         if (bad)
             fail_msg("sl_chan_check() failed during the stress on buffer kind %d", kinds[k]);
@@ -1272,7 +1252,7 @@ static void test_chan__check_and_stats_sane_while_in_use(void **state)
         } while (st.puts < (uint64_t)n * 4 || checks < 1000);
         for (int i = 0; i < 2; i++) {
             sl_test_join(t[i]);
-            s_result(&co[i]);
+            sl_test_result(&co[i], sl_test_patience_ms());
         }
         sl_chan_destroy(&c);
         if (bad_check || bad_count || bad_sum)
@@ -1362,14 +1342,14 @@ static void s_exactly_once(sl_buf_t kind, size_t cap, int n)
             pc[i] = sl_test_go(s_xproducer, &prod[i]);
     }
     for (int i = 0; i < XP; i++) {
-        void *r = (i & 1) ? sl_test_join(pt[i]) : s_result(&pc[i]);
+        void *r = (i & 1) ? sl_test_join(pt[i]) : sl_test_result(&pc[i], sl_test_patience_ms());
         assert_int_equal(I(r), 0);
     }
     sl_chan_close(c);
     long total = 0;
     for (int i = 0; i < XC; i++) {
         if (i & 1)
-            s_result(&cc[i]);
+            sl_test_result(&cc[i], sl_test_patience_ms());
         else
             sl_test_join(ct[i]);
         assert_int_equal(cons[i].bad, 0);

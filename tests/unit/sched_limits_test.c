@@ -21,7 +21,6 @@ const char *__tsan_default_options(void)
     return "allocator_may_return_null=1";
 }
 
-
 static void test_sched_limits__bad_options_then_start(void **state)
 {
     (void)state;

@@ -23,21 +23,9 @@
 #endif
 #endif
 
-
 static double s_slack_ms(void)
 {
     return sl_test_sanitized() ? 300.0 : 40.0;
-}
-
-
-
-
-static void *s_result(sl_chan_t **p)
-{
-    void *v = V(-1);
-    SL_ASSERT_OK(sl_take_until(*p, &v, sl_deadline_ms(6 * sl_test_patience_ms())));
-    sl_chan_destroy(p);
-    return v;
 }
 
 static int s_idle(void *arg)
@@ -107,7 +95,7 @@ static void test_sched__go_result_reaches_every_taker(void **state)
     }
     for (int i = 0; i < 3; i++) {
         assert_int_equal(I(sl_test_join(t[i])), 42);
-        assert_int_equal(I(s_result(&co[i])), 42);
+        assert_int_equal(I(sl_test_result(&co[i], 6 * sl_test_patience_ms())), 42);
     }
     /* The promise is closed with the value kept: more takes, same value. */
     void *v = NULL;
@@ -163,7 +151,7 @@ static void test_sched__go_ex_fire_and_forget(void **state)
     sl_chan_t *p = sl_go_ex(s_whoami, NULL, 0, 1, &err);
     assert_non_null(p);
     assert_ptr_not_equal(p, (sl_chan_t *)1);
-    s_result(&p);
+    sl_test_result(&p, 6 * sl_test_patience_ms());
     /* Bad arguments. */
     err = 0;
     assert_null(sl_go_ex(NULL, NULL, 0, 1, &err));
@@ -210,7 +198,7 @@ static void test_sched__spawn_from_coroutine_stays_on_its_worker(void **state)
     for (int round = 0; round < 2 * WORKERS; round++) {
         place_t p = {.flags = 0, .n = 20};
         sl_chan_t *c = sl_test_go(s_spawn_children, &p);
-        assert_int_equal(I(s_result(&c)), 0);
+        assert_int_equal(I(sl_test_result(&c, 6 * sl_test_patience_ms())), 0);
         for (int i = 0; i < p.n; i++)
             assert_true(pthread_equal(p.child[i], p.parent));
         assert_false(pthread_equal(p.parent, pthread_self()));
@@ -223,13 +211,13 @@ static void test_sched__spread_and_thread_spawns_go_round_robin(void **state)
     /* From a coroutine with SL_GO_SPREAD: every worker gets some. */
     place_t p = {.flags = SL_GO_SPREAD, .n = 4 * WORKERS};
     sl_chan_t *c = sl_test_go(s_spawn_children, &p);
-    assert_int_equal(I(s_result(&c)), 0);
+    assert_int_equal(I(sl_test_result(&c, 6 * sl_test_patience_ms())), 0);
     assert_int_equal(s_distinct(p.child, p.n), WORKERS);
     /* From a plain thread: round-robin as well. */
     pthread_t t[4 * WORKERS];
     for (int i = 0; i < 4 * WORKERS; i++) {
         sl_chan_t *q = sl_test_go(s_whoami, NULL);
-        t[i] = (pthread_t)(uintptr_t)s_result(&q);
+        t[i] = (pthread_t)(uintptr_t)sl_test_result(&q, 6 * sl_test_patience_ms());
         assert_false(pthread_equal(t[i], pthread_self()));
     }
     assert_int_equal(s_distinct(t, 4 * WORKERS), WORKERS);
@@ -302,7 +290,7 @@ static void test_sched__coroutines_never_migrate(void **state)
     assert_int_equal(I(sl_test_join(t1)), 0);
     assert_int_equal(I(sl_test_join(t2)), 0);
     for (int i = 0; i < K; i++) {
-        assert_int_equal(I(s_result(&co[i])), 0);
+        assert_int_equal(I(sl_test_result(&co[i], 6 * sl_test_patience_ms())), 0);
         assert_int_equal(pin[i].moved, 0);
     }
     sl_chan_destroy(&feed);
@@ -435,8 +423,8 @@ static double s_pingpong_ms(int rounds)
         b[i] = sl_test_go(s_ponger, &pp[i]);
     }
     for (int i = 0; i < WORKERS; i++) {
-        assert_int_equal(I(s_result(&a[i])), 0);
-        assert_int_equal(I(s_result(&b[i])), 0);
+        assert_int_equal(I(sl_test_result(&a[i], 6 * sl_test_patience_ms())), 0);
+        assert_int_equal(I(sl_test_result(&b[i], 6 * sl_test_patience_ms())), 0);
         sl_chan_destroy(&pp[i].ping);
         sl_chan_destroy(&pp[i].pong);
     }
@@ -467,7 +455,7 @@ static void test_sched__thread_blocks_without_stalling_coroutines(void **state)
         fail_msg("ping-pong took %.0f ms (%.0f ms alone) beside %d blocking %lld ms naps",
                  pp_ms, base, JOBS, (long long)nap);
     for (int i = 0; i < JOBS; i++)
-        assert_int_equal(I(s_result(&job[i])), 1);
+        assert_int_equal(I(sl_test_result(&job[i], 6 * sl_test_patience_ms())), 1);
     print_message("ping-pong %.0f ms alone, %.0f ms beside %d naps of %lld ms\n", base,
                   pp_ms, JOBS, (long long)nap);
     /* The naps ran side by side, not one after another. */
@@ -516,7 +504,7 @@ static void test_sched__thread_jobs_do_not_queue_behind_blocked_jobs(void **stat
             warm[i] = sl_thread(s_blocking_nap, V(2));
         for (int i = 0; i < 4; i++) {
             assert_non_null(warm[i]);
-            s_result(&warm[i]);
+            sl_test_result(&warm[i], 6 * sl_test_patience_ms());
         }
         assert_true(sl_test_wait_for(s_pool_quiet, NULL, sl_test_patience_ms()));
         sl_sleep_ms(5);
@@ -568,7 +556,7 @@ static void test_sched__sleep_ms_accuracy(void **state)
         sl_sleep_ms(ms[i]);
         s_check_sleep(sl_test_ms_since(t0), (double)ms[i]);
         sl_chan_t *p = sl_test_go(s_co_sleep, V(ms[i]));
-        s_check_sleep((double)I(s_result(&p)) / 1000.0, (double)ms[i]);
+        s_check_sleep((double)I(sl_test_result(&p, 6 * sl_test_patience_ms())) / 1000.0, (double)ms[i]);
     }
     /* Zero, negative and past deadlines return at once. */
     int64_t t0 = sl_now();
@@ -620,7 +608,7 @@ static void test_sched__yield_lets_others_run(void **state)
     (void)state;
     ylog_t l = {.rounds = 100};
     sl_chan_t *p = sl_test_go(s_yield_pair, &l);
-    assert_int_equal(I(s_result(&p)), 0);
+    assert_int_equal(I(sl_test_result(&p, 6 * sl_test_patience_ms())), 0);
     assert_int_equal(l.len, 200);
     int switches = 0;
     for (int i = 1; i < l.len; i++)
@@ -659,10 +647,10 @@ static void test_sched__in_coroutine(void **state)
     (void)state;
     assert_int_equal(sl_in_coroutine(), 0);
     sl_chan_t *p = sl_test_go(s_where, NULL);
-    assert_int_equal(I(s_result(&p)), 1);
+    assert_int_equal(I(sl_test_result(&p, 6 * sl_test_patience_ms())), 1);
     p = sl_thread(s_where, NULL);
     assert_non_null(p);
-    assert_int_equal(I(s_result(&p)), 0);
+    assert_int_equal(I(sl_test_result(&p, 6 * sl_test_patience_ms())), 0);
     sl_chan_t *c = sl_chan_new(SL_BUF_FIXED, 1);
     SL_ASSERT_OK(sl_offer(c, V(1)));
     SL_ASSERT_OK(sl_take_cb(c, s_where_cb, NULL));
@@ -689,7 +677,7 @@ static void test_sched__stats_count_coroutines(void **state)
     for (int i = 0; i < 50; i++)
         p[i] = sl_test_go(s_noop, NULL);
     for (int i = 0; i < 50; i++)
-        s_result(&p[i]);
+        sl_test_result(&p[i], 6 * sl_test_patience_ms());
     s_wait_idle();
     sl_sched_stats(&b);
     assert_int_equal(b.spawned - a.spawned, 50);
@@ -707,7 +695,7 @@ static void test_sched__shutdown_inside_coroutine_is_edeadlk(void **state)
 {
     (void)state;
     sl_chan_t *p = sl_test_go(s_try_shutdown, NULL);
-    assert_int_equal(I(s_result(&p)), SL_EDEADLK);
+    assert_int_equal(I(sl_test_result(&p, 6 * sl_test_patience_ms())), SL_EDEADLK);
     assert_int_equal(sl_sched_workers(), WORKERS);
 }
 

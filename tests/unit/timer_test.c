@@ -11,7 +11,6 @@
 
 #define MS (1000000LL)
 
-
 /* How late a timer may fire and still be on time. */
 static double s_late_ms(void)
 {
