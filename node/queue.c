@@ -140,13 +140,21 @@ static void s_append(sl__job_t **head, sl__job_t **tail, sl__job_t *j)
     *tail = j;
 }
 
-/* The job's idempotency index key into buf; its length, 0 if none. */
+/* The idempotency index key "queue\0key" into buf: its length, 0 when
+ * there is no key, -1 when it does not fit. */
+static int s_idem_key(const char *queue, const char *ikey, char *buf, size_t size)
+{
+    if (!ikey || !ikey[0])
+        return 0;
+    int k = snprintf(buf, size, "%s%c%s", queue, 0, ikey);
+    return k > 0 && (size_t)k < size ? k : -1;
+}
+
+/* A held job's index key (publish refused keys that do not fit). */
 static size_t s_key(const sl__job_t *j, char *buf, size_t size)
 {
-    if (!j->pb->idempotency_key || !j->pb->idempotency_key[0])
-        return 0;
-    int k = snprintf(buf, size, "%s%c%s", j->q->name, 0, j->pb->idempotency_key);
-    return k > 0 && (size_t)k < size ? (size_t)k : 0;
+    int k = s_idem_key(j->q->name, j->pb->idempotency_key, buf, size);
+    return k > 0 ? (size_t)k : 0;
 }
 
 /* Drop a job from the indexes (it can no longer be found by id or key). */
@@ -417,13 +425,12 @@ void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, si
         return;
     }
     char key[300];
-    int klen = 0;
-    if (pb->idempotency_key && pb->idempotency_key[0]) {
-        klen = snprintf(key, sizeof key, "%s%c%s", pb->queue, 0, pb->idempotency_key);
-        if (klen < 0 || (size_t)klen >= sizeof key) {
-            snprintf(why, sizeof why, "idempotency key too long");
-            goto reject;
-        }
+    int klen = s_idem_key(pb->queue, pb->idempotency_key, key, sizeof key);
+    if (klen < 0) {
+        snprintf(why, sizeof why, "idempotency key too long");
+        goto reject;
+    }
+    if (klen > 0) {
         if (sl__map_get(n->keys, key, (size_t)klen) ||
             sl__map_get(n->done_keys, key, (size_t)klen)) {
             sluice__v1__job__free_unpacked(pb, NULL);
