@@ -11,8 +11,8 @@
 #include "sluice/node.h"
 #include "sluice/sched.h"
 
-static char *o_endpoint, *o_node_id, *o_log_level;
-static int64_t o_heartbeat, o_lease, o_max_length, o_max_attempts, o_backoff_base,
+static char *o_endpoint, *o_node_id, *o_log_level, *o_coordinator, *o_advertise;
+static int64_t o_capacity, o_heartbeat, o_lease, o_max_length, o_max_attempts, o_backoff_base,
     o_backoff_max, o_max_frame, o_max_job, o_max_waiting, o_max_dead, o_max_done, o_shutdown,
     o_workers;
 static int o_overflow;
@@ -27,6 +27,13 @@ static sl_conf_opt_t s_opts[] = {
      "zeromq endpoint to bind (port 0: any free port)", .store = &o_endpoint},
     {"node-id", SL_CONF_STRING, "", "SLUICE_NODE_ID", "name in stats and logs (default host:pid)",
      .store = &o_node_id},
+    {"coordinator", SL_CONF_STRING, "", "SLUICE_COORDINATOR",
+     "coordinator endpoint to join (empty: standalone)", .store = &o_coordinator},
+    {"advertise", SL_CONF_STRING, "", "SLUICE_ADVERTISE",
+     "endpoint clients are told to use (default: the bound endpoint)", .store = &o_advertise},
+    {"capacity", SL_CONF_INT, "100", "SLUICE_CAPACITY",
+     "relative weight of this node for routing and assignment", .min = 1, .max = 1000000,
+     .store = &o_capacity},
     {"heartbeat", SL_CONF_DURATION, "1s", "SLUICE_HEARTBEAT",
      "heartbeat interval; a peer silent 3 intervals is gone", .min = 10, .max = 600000,
      .store = &o_heartbeat},
@@ -70,6 +77,37 @@ static sl_conf_opt_t s_opts[] = {
      .store = &o_log_json},
     {NULL},
 };
+
+/* Membership changes, logged; runs on the node's engine (one write). */
+static void s_on_cluster(const sl_node_cluster_info_t *in, void *arg)
+{
+    (void)arg;
+    unsigned long long e = (unsigned long long)in->member_epoch;
+    unsigned long long prev = (unsigned long long)in->previous_epoch;
+    switch (in->event) {
+    case SL_NODE_CLUSTER_JOINED:
+        SL_LOG(SL_LOG_INFO, "joined cluster at '%s' as member epoch %016llx (was %016llx)",
+               in->coordinator, e, prev);
+        break;
+    case SL_NODE_CLUSTER_FENCED:
+        SL_LOG(SL_LOG_INFO,
+               "fenced: coordinator '%s' had declared this node dead; dropped %llu "
+               "subscriptions, rejoining as member epoch %016llx (was %016llx)",
+               in->coordinator, (unsigned long long)in->dropped, e, prev);
+        break;
+    case SL_NODE_CLUSTER_REJOINED:
+        SL_LOG(SL_LOG_INFO, "rejoined cluster at '%s' as member epoch %016llx", in->coordinator,
+               e);
+        break;
+    case SL_NODE_CLUSTER_LOST:
+        SL_LOG(SL_LOG_WARN, "coordinator '%s' silent for 3 intervals; still serving",
+               in->coordinator);
+        break;
+    case SL_NODE_CLUSTER_FOUND:
+        SL_LOG(SL_LOG_INFO, "coordinator '%s' answering again", in->coordinator);
+        break;
+    }
+}
 
 int main(int argc, char **argv)
 {
@@ -115,6 +153,15 @@ int main(int argc, char **argv)
     no.max_waiting = (uint64_t)o_max_waiting;
     no.max_dead = (uint64_t)o_max_dead;
     no.max_done = (uint64_t)o_max_done;
+    no.coordinator = o_coordinator && o_coordinator[0] ? o_coordinator : NULL;
+    no.advertise = o_advertise && o_advertise[0] ? o_advertise : NULL;
+    no.capacity = (uint32_t)o_capacity;
+    no.cluster_fn = s_on_cluster;
+    const char *why = sl_node_cluster_opts_check(&no);
+    if (why) {
+        SL_LOG(SL_LOG_ERROR, "invalid cluster options: %s", why);
+        return 2;
+    }
     sl_node_t *node = sl_node_new(&no, &rc);
     if (!node) {
         SL_LOG(SL_LOG_ERROR, "invalid node options: %s (max-job must not exceed max-frame, "
@@ -134,6 +181,9 @@ int main(int argc, char **argv)
     SL_LOG(SL_LOG_INFO, "listening on '%s' (overflow %s, max-length %lld, lease %lld ms)",
            sl_node_endpoint(node), s_overflows[o_overflow], (long long)o_max_length,
            (long long)o_lease);
+    if (no.coordinator)
+        SL_LOG(SL_LOG_INFO, "joining cluster at '%s' as '%s' (capacity %lld)", no.coordinator,
+               no.advertise ? no.advertise : sl_node_endpoint(node), (long long)o_capacity);
 
     int sig = 0;
     sigwait(&sigs, &sig);

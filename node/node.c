@@ -60,6 +60,7 @@ void sl_node_opts_default(sl_node_opts_t *o)
     o->max_waiting = 100000;
     o->max_dead = 10000;
     o->max_done = 100000;
+    o->capacity = 100;
 }
 
 /* --- sending ------------------------------------------------------------ */
@@ -287,6 +288,8 @@ static void s_stats_one(const void *k, size_t len, void *val, void *arg)
     (void)len;
     sl__stats_acc_t *a = arg;
     sl__queue_stats(val, &a->stats[a->n]);
+    sl__rates_get(val, ((sl__queue_t *)val)->node->o.heartbeat_ms, &a->stats[a->n].publish_rate,
+                  &a->stats[a->n].ack_rate);
     a->ptrs[a->n] = &a->stats[a->n];
     a->n++;
 }
@@ -414,6 +417,8 @@ static void s_handle_env(sl__node_t *n, sl__in_t *m)
         break;
     case SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE: {
         Sluice__V1__Subscribe *s = env->subscribe;
+        if (!sl__cluster_subscribe_ok(n, p->rid, p->rid_len, env->corr, s))
+            break; /* answered STALE_EPOCH */
         sl__queue_t *q = sl__queue_get(n, s->queue ? s->queue : "", true, &err);
         if (!q) {
             sl__send_error(n, p->rid, p->rid_len, env->corr, SLUICE__V1__ERROR__CODE__BAD_QUEUE,
@@ -603,6 +608,9 @@ static void s_handle(sl__node_t *n, sl__in_t *m)
     case SL__IN_REGISTER:
         s_register(n, m->ptr);
         break;
+    case SL__IN_CLUSTER:
+        sl__cluster_reply(n, m->env);
+        break;
     default:
         break;
     }
@@ -669,6 +677,7 @@ static void *s_engine_main(void *arg)
 {
     sl__node_t *n = arg;
     n->last_heartbeat = sl__mono_ms();
+    sl__cluster_tick(n); /* the first status goes out at once */
     for (;;) {
         int64_t now = sl__mono_ms();
         int64_t next = n->last_heartbeat + n->o.heartbeat_ms;
@@ -687,6 +696,7 @@ static void *s_engine_main(void *arg)
         if (sl__mono_ms() - n->last_heartbeat >= n->o.heartbeat_ms) {
             n->last_heartbeat = sl__mono_ms();
             s_heartbeat(n);
+            sl__cluster_tick(n);
         }
         if (n->stopping) {
             sl_node_report_t r = {0};
@@ -723,7 +733,7 @@ sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
     if (!o->endpoint || o->heartbeat_ms < 10 || o->lease_ms < 10 || o->max_length < 1 ||
         o->max_attempts < 1 || o->backoff_base_ms < 1 || o->backoff_max_ms < o->backoff_base_ms ||
         o->max_frame < 1024 || o->max_job < 1 || o->max_job > o->max_frame ||
-        (unsigned)o->overflow > SL_OVERFLOW_DROP_OLDEST)
+        (unsigned)o->overflow > SL_OVERFLOW_DROP_OLDEST || sl_node_cluster_opts_check(o))
         goto fail;
     rc = SL_ENOMEM;
     sl__node_t *n = calloc(1, sizeof *n);
@@ -746,7 +756,8 @@ sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
     n->inbound = sl_chan_new(SL_BUF_FIXED, SL__INBOUND_CAP);
     n->outbound = sl_chan_new(SL_BUF_FIXED, SL__OUTBOUND_CAP);
     n->local_peer = calloc(1, sizeof *n->local_peer);
-    if (!n->endpoint || !n->node_id || !n->queues || !n->jobs || !n->peers || !n->keys || !n->done_ids || !n->done_keys ||
+    n->cluster = sl__cluster_new(o);
+    if (!n->cluster || !n->endpoint || !n->node_id || !n->queues || !n->jobs || !n->peers || !n->keys || !n->done_ids || !n->done_keys ||
         !n->inbound || !n->outbound || !n->local_peer) {
         sl_node_destroy((sl_node_t **)&n);
         goto fail;
@@ -793,6 +804,9 @@ int sl_node_start(sl_node_t *self)
     }
     if (pipe2(n->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         return SL_ESYS;
+    int rc = sl__cluster_start(n);
+    if (rc != SL_OK)
+        return rc;
     n->engine_done = sl_go_ex(s_engine_main, n, SL_GO_SPREAD, 1, NULL);
     if (!n->engine_done)
         return SL_ENOMEM;
@@ -880,6 +894,7 @@ int sl_node_stop(sl_node_t *self, int64_t timeout_ms, sl_node_report_t *left)
     pthread_join(*(pthread_t *)n->io_thread, NULL);
     free(n->io_thread);
     n->io_thread = NULL;
+    sl__cluster_stop(n);
     /* In-process handlers: no more jobs; wait (bounded) for them to return,
      * since they use the node's channels. */
     for (size_t i = 0; i < n->nregs; i++)
@@ -953,6 +968,7 @@ void sl_node_destroy(sl_node_t **self_p)
     *self_p = NULL;
     if (n->running)
         sl_node_stop((sl_node_t *)n, 0, NULL);
+    sl__cluster_destroy(&n->cluster); /* its socket goes before the context */
     if (n->router)
         zmq_close(n->router);
     if (n->zctx)

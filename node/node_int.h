@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cluster.h"
 #include "map.h"
 #include "sluice.pb-c.h"
 #include "sluice/chan.h"
@@ -111,16 +112,18 @@ struct sl__queue {
     uint32_t nconsumers;
     bool paused, draining;
     bool running;                    /* delivery coroutine alive            */
+    sl__rates_t rates;               /* counters sampled per heartbeat      */
 };
 
 /* Messages from the socket thread and in-process handlers to the engine. */
 enum { SL__IN_ENV = 1, SL__IN_BAD, SL__IN_LOCAL_ACK, SL__IN_LOCAL_FAIL, SL__IN_LOCAL_RETRY,
-       SL__IN_REGISTER, SL__IN_WAKE };
+       SL__IN_REGISTER, SL__IN_WAKE, SL__IN_CLUSTER };
 typedef struct {
     int kind;
     uint8_t rid[SL__RID_MAX];
     size_t rid_len;
-    Sluice__V1__Envelope *env;  /* SL__IN_ENV: owned by the message          */
+    Sluice__V1__Envelope *env;  /* SL__IN_ENV, SL__IN_CLUSTER: owned by the
+                                   message                                   */
     int err;                    /* SL__IN_BAD: why                           */
     uint8_t job_id[16];         /* SL__IN_LOCAL_*                            */
     uint64_t lease_id;
@@ -199,6 +202,7 @@ struct sl__node {
     int stop_rc;
     sl__reg_t **regs;           /* in-process handlers, freed at destroy  */
     size_t nregs;
+    sl__cluster_t *cluster;     /* coordinator link, member epoch (cluster.c) */
 };
 
 /* queue.c */

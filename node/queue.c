@@ -733,6 +733,7 @@ sl__queue_t *sl__queue_get(sl__node_t *n, const char *name, bool create, int *er
     }
     q->node = n;
     q->running = true;
+    sl__rates_init(&q->rates, sl__mono_ms());
     /* Same worker as the engine (no SL_GO_SPREAD): see node_int.h. */
     int rc;
     if (!sl_go_ex(s_deliver_main, q, 0, 0, &rc)) {

@@ -9,6 +9,7 @@
 #ifndef SLUICE_NODE_H
 #define SLUICE_NODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,29 @@ typedef enum {
     SL_OVERFLOW_DROP_NEW,     /* new job rejected "full" (dropping buffer)  */
     SL_OVERFLOW_DROP_OLDEST   /* oldest ready job dropped (sliding buffer)  */
 } sl_overflow_t;
+
+/* What happened to a node's cluster membership (docs/architecture.md). */
+typedef enum {
+    SL_NODE_CLUSTER_JOINED = 1, /* a member epoch was granted or adopted     */
+    SL_NODE_CLUSTER_FENCED,     /* the coordinator had declared the node dead
+                                   (rejoin): every subscription was dropped
+                                   and the node serves under a new epoch     */
+    SL_NODE_CLUSTER_REJOINED,   /* the coordinator confirmed the new epoch   */
+    SL_NODE_CLUSTER_LOST,       /* no reply for 3 intervals (still serving)  */
+    SL_NODE_CLUSTER_FOUND       /* replies again after LOST                  */
+} sl_node_cluster_event_t;
+
+typedef struct {
+    sl_node_cluster_event_t event;
+    uint64_t member_epoch;      /* the epoch from now on                     */
+    uint64_t previous_epoch;    /* the one before (0: none)                  */
+    uint64_t dropped;           /* FENCED: subscriptions dropped             */
+    const char *coordinator;    /* the coordinator endpoint                  */
+} sl_node_cluster_info_t;
+
+/* Told of every membership change, on the node's engine: it must return
+ * promptly and must not call into the node. info is borrowed for the call. */
+typedef void (*sl_node_cluster_fn)(const sl_node_cluster_info_t *info, void *arg);
 
 typedef struct {
     const char *endpoint;       /* bind address; default tcp://127.0.0.1:7450,
@@ -45,10 +69,26 @@ typedef struct {
     uint64_t max_dead;          /* dead jobs kept per queue; default 10000   */
     uint64_t max_done;          /* ids of acked jobs remembered, so a resent
                                    publish is DUPLICATE; default 100000    */
+    /* The cluster (docs/architecture.md). */
+    const char *coordinator;    /* coordinator endpoint to connect; NULL (the
+                                   default): standalone                      */
+    const char *advertise;      /* endpoint clients are told to use; default
+                                   the bound endpoint. Required with a
+                                   coordinator when endpoint binds a wildcard
+                                   address such as tcp://0.0.0.0:7450       */
+    uint32_t capacity;          /* relative weight for routing and
+                                   assignment; default 100 (0 also means 100)*/
+    sl_node_cluster_fn cluster_fn; /* membership changes; NULL = none      */
+    void *cluster_arg;
 } sl_node_opts_t;
 
 /* Fill opts with the defaults above. */
 void sl_node_opts_default(sl_node_opts_t *opts);
+
+/* NULL when the cluster options of opts (coordinator, advertise,
+ * capacity) fit together, else a static sentence saying what is wrong.
+ * sl_node_new refuses such options with SL_EINVAL. */
+const char *sl_node_cluster_opts_check(const sl_node_opts_t *opts);
 
 /* Create a node (not yet serving). Returns NULL and *err (SL_EINVAL for a
  * bad option, SL_ENOMEM) on failure. Caller owns the node. */
@@ -62,6 +102,15 @@ const char *sl_node_endpoint(sl_node_t *self);
 
 /* The node's epoch: changes on every start of a node process. */
 uint64_t sl_node_epoch(sl_node_t *self);
+
+/* The node's cluster member epoch: granted by the coordinator, 0 while
+ * standalone or not yet joined. Safe from any thread. */
+uint64_t sl_node_member_epoch(sl_node_t *self);
+
+/* True from a rejoin (the coordinator had declared the node dead, its
+ * subscriptions were dropped) until the coordinator confirms the new
+ * member epoch. Safe from any thread. */
+bool sl_node_fenced(sl_node_t *self);
 
 /* An in-process job, borrowed for the duration of a handler call. */
 typedef struct {
