@@ -28,18 +28,11 @@ static int s_cmp_queue(const void *key, const void *elem)
     return strcmp(key, ((const sl__cqueue_t *)elem)->name);
 }
 
-static int s_cmp_consumer(const void *key, const void *elem)
+/* Consumers and watchers both sort by (queue, id). */
+static int s_cmp_member(const void *key, const void *elem)
 {
     const s_key_t *k = key;
-    const sl__consumer_t *e = elem;
-    int c = strcmp(k->queue, e->q->name);
-    return c ? c : strcmp(k->id, e->id);
-}
-
-static int s_cmp_watcher(const void *key, const void *elem)
-{
-    const s_key_t *k = key;
-    const sl__watcher_t *e = elem;
+    const sl__member_t *e = elem;
     int c = strcmp(k->queue, e->q->name);
     return c ? c : strcmp(k->id, e->id);
 }
@@ -243,7 +236,7 @@ static void s_send_assignment(sl_coord_t *c, const sl__consumer_t *cs, uint64_t 
     Sluice__V1__NodeRef *store;
     Sluice__V1__NodeRef **ptrs = s_noderefs(cs->refs, cs->n_refs, &store);
     Sluice__V1__Assignment a = SLUICE__V1__ASSIGNMENT__INIT;
-    a.queue = cs->q->name;
+    a.queue = cs->m.q->name;
     a.epoch = cs->epoch;
     a.n_nodes = cs->n_refs;
     a.nodes = ptrs;
@@ -252,7 +245,7 @@ static void s_send_assignment(sl_coord_t *c, const sl__consumer_t *cs, uint64_t 
     env.corr = corr;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_ASSIGNMENT;
     env.assignment = &a;
-    sl__coord_send(c, cs->rid, cs->rid_len, &env);
+    sl__coord_send(c, cs->m.rid, cs->m.rid_len, &env);
     free(ptrs);
     free(store);
 }
@@ -262,7 +255,7 @@ static size_t s_first_consumer(sl_coord_t *c, const sl__cqueue_t *q)
 {
     bool found;
     s_key_t k = {q->name, ""}; /* ids are never empty: sorts first */
-    return sl__vec_find(&c->consumers, &k, s_cmp_consumer, &found);
+    return sl__vec_find(&c->consumers, &k, s_cmp_member, &found);
 }
 
 /* Recompute the assignment of q's consumers and push each changed one
@@ -277,7 +270,7 @@ static void s_assign_queue(sl_coord_t *c, sl__cqueue_t *q, bool backlog_only,
     sl__consumer_t **cs = (sl__consumer_t **)&c->consumers.v[first];
     const char **ids = s_calloc(m, sizeof *ids);
     for (size_t i = 0; i < m; i++)
-        ids[i] = cs[i]->id;
+        ids[i] = cs[i]->m.id;
     sl__anode_t *an;
     sl__cnode_t **np;
     size_t k = s_live(c, q->name, &an, &np);
@@ -312,7 +305,7 @@ static void s_assign_queue(sl_coord_t *c, sl__cqueue_t *q, bool backlog_only,
                 continue;
             s_refs_set(&cs[i]->refs, &cs[i]->n_refs, f, nf);
             cs[i]->epoch = s_grant(c);
-            sl__coord_event(c, SL_COORD_EV_ASSIGNED, cs[i]->id, q->name, cs[i]->epoch, NULL);
+            sl__coord_event(c, SL_COORD_EV_ASSIGNED, cs[i]->m.id, q->name, cs[i]->epoch, NULL);
             if (cs[i] != quiet)
                 s_send_assignment(c, cs[i], 0);
         }
@@ -391,11 +384,11 @@ static void s_routes_update(sl_coord_t *c, sl__cqueue_t *q, int64_t now,
         sl__coord_event(c, SL_COORD_EV_ROUTES, NULL, q->name, q->version, NULL);
         bool found;
         s_key_t key = {q->name, ""};
-        size_t at = sl__vec_find(&c->watchers, &key, s_cmp_watcher, &found);
+        size_t at = sl__vec_find(&c->watchers, &key, s_cmp_member, &found);
         for (size_t i = 0; i < q->n_watchers && at + i < c->watchers.n; i++) {
             const sl__watcher_t *w = c->watchers.v[at + i];
             if (w != quiet)
-                s_send_routes(c, q, w->rid, w->rid_len, 0);
+                s_send_routes(c, q, w->m.rid, w->m.rid_len, 0);
         }
     }
     free(fresh);
@@ -559,18 +552,72 @@ void sl__on_node_status(sl_coord_t *c, const uint8_t *rid, size_t rid_len,
     sl__coord_send(c, rid, rid_len, &out);
 }
 
-/* --- consumers ----------------------------------------------------------------- */
+/* --- consumers and route watchers --------------------------------------------- */
 
-static void s_consumer_remove(sl_coord_t *c, size_t at)
+/* The member (id, queue) of table, made (size bytes, zeroed) when new and
+ * refreshed with the routing id it spoke from. NULL when refused for a
+ * limit (limit_name), which was answered with Error{FULL}. */
+static sl__member_t *s_member(sl_coord_t *c, sl__vec_t *table, uint32_t limit,
+                              const char *limit_name, size_t size, const char *id,
+                              const char *queue, const uint8_t *rid, size_t rid_len,
+                              uint64_t corr, bool *created)
 {
-    sl__consumer_t *cs = sl__vec_remove(&c->consumers, at);
-    sl__cqueue_t *q = cs->q;
-    q->n_consumers--;
-    q->reassign = true;
-    s_refs_free(&cs->refs, &cs->n_refs);
-    free(cs->id);
-    free(cs);
+    int64_t now = sl__coord_mono_ms();
+    s_key_t k = {queue, id};
+    bool found;
+    size_t at = sl__vec_find(table, &k, s_cmp_member, &found);
+    sl__member_t *m = found ? table->v[at] : NULL;
+    if (!m && table->n >= limit) {
+        sl__coord_full(c, rid, rid_len, corr, id, limit_name);
+        return NULL;
+    }
+    if (!s_peer_add(c, rid, rid_len, now)) {
+        sl__coord_full(c, rid, rid_len, corr, id, "peers");
+        return NULL;
+    }
+    *created = !m;
+    if (!m) {
+        m = s_calloc(1, size);
+        m->id = s_strdup(id);
+        m->q = s_queue(c, queue);
+        s_insert(table, at, m);
+    }
+    memcpy(m->rid, rid, rid_len);
+    m->rid_len = rid_len;
+    m->last_mono = now;
+    return m;
+}
+
+/* Remove the member at `at` of c->consumers or c->watchers. */
+static void s_member_remove(sl_coord_t *c, sl__vec_t *table, size_t at)
+{
+    sl__member_t *m = sl__vec_remove(table, at);
+    sl__cqueue_t *q = m->q;
+    if (table == &c->consumers) {
+        sl__consumer_t *cs = (sl__consumer_t *)m;
+        q->n_consumers--;
+        q->reassign = true;
+        s_refs_free(&cs->refs, &cs->n_refs);
+    } else {
+        q->n_watchers--;
+    }
+    free(m->id);
+    free(m);
     s_queue_drop_if_unused(c, q);
+}
+
+/* Members of table silent (their routing id too) for `silent` ms. */
+static void s_expire(sl_coord_t *c, sl__vec_t *table, int64_t now, int64_t silent,
+                     sl_coord_event_type_t ev)
+{
+    for (size_t i = table->n; i-- > 0;) {
+        sl__member_t *m = table->v[i];
+        if (now - s_last_seen(c, m->rid, m->rid_len, m->last_mono) > silent) {
+            uint64_t epoch = table == &c->consumers ? ((sl__consumer_t *)m)->epoch : 0;
+            sl__coord_event(c, ev, m->id, m->q->name, epoch, NULL);
+            s_member_remove(c, table, i);
+        }
+    }
 }
 
 void sl__on_consumer_join(sl_coord_t *c, const uint8_t *rid, size_t rid_len,
@@ -582,35 +629,21 @@ void sl__on_consumer_join(sl_coord_t *c, const uint8_t *rid, size_t rid_len,
                          "consumer_join: consumer_id of 1-255 bytes and a valid queue required");
         return;
     }
-    int64_t now = sl__coord_mono_ms();
-    s_key_t k = {j->queue, j->consumer_id};
-    bool found;
-    size_t at = sl__vec_find(&c->consumers, &k, s_cmp_consumer, &found);
-    sl__consumer_t *cs = found ? c->consumers.v[at] : NULL;
-    if (!cs && c->consumers.n >= c->o.max_consumers) {
-        sl__coord_full(c, rid, rid_len, env->corr, j->consumer_id, "max-consumers");
+    bool created;
+    sl__consumer_t *cs = (sl__consumer_t *)s_member(
+        c, &c->consumers, c->o.max_consumers, "max-consumers", sizeof *cs, j->consumer_id,
+        j->queue, rid, rid_len, env->corr, &created);
+    if (!cs)
         return;
+    if (created) {
+        cs->m.q->n_consumers++;
+        sl__coord_event(c, SL_COORD_EV_CONSUMER_JOINED, cs->m.id, j->queue, 0, NULL);
     }
-    if (!s_peer_add(c, rid, rid_len, now)) {
-        sl__coord_full(c, rid, rid_len, env->corr, j->consumer_id, "peers");
-        return;
-    }
-    if (!cs) {
-        cs = s_calloc(1, sizeof *cs);
-        cs->id = s_strdup(j->consumer_id);
-        cs->q = s_queue(c, j->queue);
-        cs->q->n_consumers++;
-        s_insert(&c->consumers, at, cs);
-        sl__coord_event(c, SL_COORD_EV_CONSUMER_JOINED, cs->id, j->queue, 0, NULL);
-    }
-    memcpy(cs->rid, rid, rid_len);
-    cs->rid_len = rid_len;
-    cs->last_mono = now;
     cs->concurrency = j->concurrency;
     if (!c->grace_over)
         return; /* answered when the grace ends */
     if (cs->epoch == 0)
-        s_assign_queue(c, cs->q, false, cs);
+        s_assign_queue(c, cs->m.q, false, cs);
     if (j->epoch != cs->epoch)
         s_send_assignment(c, cs, env->corr);
 }
@@ -626,23 +659,11 @@ void sl__on_consumer_leave(sl_coord_t *c, const uint8_t *rid, size_t rid_len,
     }
     s_key_t k = {l->queue, l->consumer_id};
     bool found;
-    size_t at = sl__vec_find(&c->consumers, &k, s_cmp_consumer, &found);
+    size_t at = sl__vec_find(&c->consumers, &k, s_cmp_member, &found);
     if (!found)
         return; /* already gone: leaving twice is harmless */
     sl__coord_event(c, SL_COORD_EV_CONSUMER_LEFT, l->consumer_id, l->queue, 0, NULL);
-    s_consumer_remove(c, at);
-}
-
-/* --- route watchers ------------------------------------------------------------ */
-
-static void s_watcher_remove(sl_coord_t *c, size_t at)
-{
-    sl__watcher_t *w = sl__vec_remove(&c->watchers, at);
-    sl__cqueue_t *q = w->q;
-    q->n_watchers--;
-    free(w->id);
-    free(w);
-    s_queue_drop_if_unused(c, q);
+    s_member_remove(c, &c->consumers, at);
 }
 
 void sl__on_route_request(sl_coord_t *c, const uint8_t *rid, size_t rid_len,
@@ -654,36 +675,23 @@ void sl__on_route_request(sl_coord_t *c, const uint8_t *rid, size_t rid_len,
                          "route_request: client_id of 1-255 bytes and a valid queue required");
         return;
     }
-    int64_t now = sl__coord_mono_ms();
-    s_key_t k = {r->queue, r->client_id};
-    bool found;
-    size_t at = sl__vec_find(&c->watchers, &k, s_cmp_watcher, &found);
-    sl__watcher_t *w = found ? c->watchers.v[at] : NULL;
-    if (!w && c->watchers.n >= c->o.max_watchers) {
-        sl__coord_full(c, rid, rid_len, env->corr, r->client_id, "max-watchers");
+    bool created;
+    sl__watcher_t *w = (sl__watcher_t *)s_member(c, &c->watchers, c->o.max_watchers,
+                                                 "max-watchers", sizeof *w, r->client_id,
+                                                 r->queue, rid, rid_len, env->corr, &created);
+    if (!w)
         return;
+    sl__cqueue_t *q = w->m.q;
+    if (created) {
+        q->n_watchers++;
+        sl__coord_event(c, SL_COORD_EV_WATCHER_ADDED, w->m.id, r->queue, 0, NULL);
     }
-    if (!s_peer_add(c, rid, rid_len, now)) {
-        sl__coord_full(c, rid, rid_len, env->corr, r->client_id, "peers");
-        return;
-    }
-    if (!w) {
-        w = s_calloc(1, sizeof *w);
-        w->id = s_strdup(r->client_id);
-        w->q = s_queue(c, r->queue);
-        w->q->n_watchers++;
-        s_insert(&c->watchers, at, w);
-        sl__coord_event(c, SL_COORD_EV_WATCHER_ADDED, w->id, r->queue, 0, NULL);
-    }
-    memcpy(w->rid, rid, rid_len);
-    w->rid_len = rid_len;
-    w->last_mono = now;
     if (!c->grace_over)
         return;
-    if (w->q->version == 0)
-        s_routes_update(c, w->q, now, w);
-    if (r->version != w->q->version)
-        s_send_routes(c, w->q, rid, rid_len, env->corr);
+    if (q->version == 0)
+        s_routes_update(c, q, sl__coord_mono_ms(), w);
+    if (r->version != q->version)
+        s_send_routes(c, q, rid, rid_len, env->corr);
 }
 
 /* --- CLUSTER ------------------------------------------------------------------- */
@@ -708,8 +716,8 @@ void sl__on_cluster(sl_coord_t *c, const uint8_t *rid, size_t rid_len, uint64_t 
     for (size_t i = 0; i < nc; i++) {
         const sl__consumer_t *cs = c->consumers.v[i];
         Sluice__V1__ClusterConsumer x = SLUICE__V1__CLUSTER_CONSUMER__INIT;
-        x.consumer_id = cs->id;
-        x.queue = cs->q->name;
+        x.consumer_id = cs->m.id;
+        x.queue = cs->m.q->name;
         x.concurrency = cs->concurrency;
         x.epoch = cs->epoch;
         x.n_nodes = cs->n_refs;
@@ -766,21 +774,8 @@ void sl__sweep(sl_coord_t *c, int64_t now)
             sl__coord_event(c, SL_COORD_EV_NODE_DEAD, n->id, NULL, n->epoch, NULL);
         }
     }
-    for (size_t i = c->consumers.n; i-- > 0;) {
-        sl__consumer_t *cs = c->consumers.v[i];
-        if (now - s_last_seen(c, cs->rid, cs->rid_len, cs->last_mono) > silent) {
-            sl__coord_event(c, SL_COORD_EV_CONSUMER_EXPIRED, cs->id, cs->q->name, cs->epoch,
-                            NULL);
-            s_consumer_remove(c, i);
-        }
-    }
-    for (size_t i = c->watchers.n; i-- > 0;) {
-        sl__watcher_t *w = c->watchers.v[i];
-        if (now - s_last_seen(c, w->rid, w->rid_len, w->last_mono) > silent) {
-            sl__coord_event(c, SL_COORD_EV_WATCHER_EXPIRED, w->id, w->q->name, 0, NULL);
-            s_watcher_remove(c, i);
-        }
-    }
+    s_expire(c, &c->consumers, now, silent, SL_COORD_EV_CONSUMER_EXPIRED);
+    s_expire(c, &c->watchers, now, silent, SL_COORD_EV_WATCHER_EXPIRED);
     for (size_t i = c->peers.n; i-- > 0;) {
         sl__peer_t *p = c->peers.v[i];
         if (now - p->last_mono > silent)
@@ -820,9 +815,9 @@ void sl__flush(sl_coord_t *c, int64_t now)
 void sl__cluster_release(sl_coord_t *c)
 {
     while (c->consumers.n)
-        s_consumer_remove(c, c->consumers.n - 1);
+        s_member_remove(c, &c->consumers, c->consumers.n - 1);
     while (c->watchers.n)
-        s_watcher_remove(c, c->watchers.n - 1);
+        s_member_remove(c, &c->watchers, c->watchers.n - 1);
     for (size_t i = 0; i < c->nodes.n; i++)
         s_node_free(c->nodes.v[i]);
     for (size_t i = 0; i < c->peers.n; i++)

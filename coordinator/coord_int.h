@@ -55,14 +55,21 @@ typedef struct {
     size_t n_routes;
 } sl__cqueue_t;
 
-/* A consumer of one queue (ConsumerJoin). */
+/* What consumers and route watchers share: who, for which queue, and
+ * where and when it last spoke. The first field of both, so that one
+ * piece of code keeps both tables. */
 typedef struct {
     char *id;
-    sl__cqueue_t *q;            /* borrowed: lives while it has consumers  */
-    uint32_t concurrency;
+    sl__cqueue_t *q;            /* borrowed: lives while it has members    */
     uint8_t rid[SL_WIRE_RID_MAX];   /* its latest routing id               */
     size_t rid_len;
     int64_t last_mono;
+} sl__member_t;
+
+/* A consumer of one queue (ConsumerJoin). */
+typedef struct {
+    sl__member_t m;
+    uint32_t concurrency;
     uint64_t epoch;             /* assignment epoch; 0: none yet           */
     sl__ref_t *refs;            /* assigned nodes, owned                   */
     size_t n_refs;
@@ -70,11 +77,7 @@ typedef struct {
 
 /* A producer watching one queue's routes (RouteRequest). */
 typedef struct {
-    char *id;
-    sl__cqueue_t *q;
-    uint8_t rid[SL_WIRE_RID_MAX];
-    size_t rid_len;
-    int64_t last_mono;
+    sl__member_t m;
 } sl__watcher_t;
 
 /* A routing id some consumer or watcher uses: any envelope from it is a
