@@ -759,7 +759,8 @@ void sl__on_cluster(sl_coord_t *c, const uint8_t *rid, size_t rid_len, uint64_t 
 void sl__sweep(sl_coord_t *c, int64_t now)
 {
     int64_t silent = SL__DEAD_AFTER * c->o.heartbeat_ms;
-    if (!c->grace_over && now - c->start_mono >= c->grace_ms) {
+    /* ms clocks truncate: one ms more makes sure a whole grace passed */
+    if (!c->grace_over && (c->grace_ms == 0 || now - c->start_mono > c->grace_ms)) {
         c->grace_over = true;
         c->dirty = true; /* answer everyone held during the grace */
         c->next_rebalance = now + SL__REBALANCE_EVERY * c->o.heartbeat_ms;

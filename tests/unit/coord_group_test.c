@@ -17,7 +17,7 @@ static void test_coord_group__join_leave_expiry_rebalance(void **state)
     cnode_t *n1 = cnode_new(sl_coord_endpoint(c), "n1", 0);
     cnode_t *n2 = cnode_new(sl_coord_endpoint(c), "n2", 0);
     uint64_t e1 = cnode_epoch(n1), e2 = cnode_epoch(n2);
-    node_peer_t *p1 = coord_client(c), *p2 = coord_client(c);
+    cpeer_t *p1 = coord_client(c), *p2 = coord_client(c);
     Sluice__V1__Envelope *env;
 
     /* wait until both nodes are members: c1's assignment names both */
@@ -52,7 +52,7 @@ static void test_coord_group__join_leave_expiry_rebalance(void **state)
     sl_wire_env_free(&env);
     /* c2's process goes away without a word: its socket closes */
     int64_t t0 = sl_now();
-    node_peer_destroy(&p2);
+    cpeer_destroy(&p2);
     int64_t t1;
     env = coord_wait_nodes(p1, K_ASSIGNMENT, "n1,n2", coord_patience(), &t1);
     sl_wire_env_free(&env);
@@ -62,7 +62,7 @@ static void test_coord_group__join_leave_expiry_rebalance(void **state)
         fail_msg("silent consumer expired after %.1f ms; expected %.0f..%.0f ms", took,
                  3.0 * hb - hb / 3.0, bound);
 
-    node_peer_destroy(&p1);
+    cpeer_destroy(&p1);
     cnode_destroy(&n1);
     cnode_destroy(&n2);
     sl_coord_destroy(&c);
@@ -75,7 +75,7 @@ static void test_coord_group__stale_join_answered_current_not(void **state)
     sl_coord_t *c = coord_start(NULL, 0);
     cnode_t *n1 = cnode_new(sl_coord_endpoint(c), "n1", 0);
     cnode_epoch(n1);
-    node_peer_t *p = coord_client(c);
+    cpeer_t *p = coord_client(c);
     coord_join(p, "c1", "q", 0, 21);
     Sluice__V1__Envelope *env = coord_wait_nodes(p, K_ASSIGNMENT, "n1", coord_patience(), NULL);
     uint64_t e = env->assignment->epoch;
@@ -87,17 +87,17 @@ static void test_coord_group__stale_join_answered_current_not(void **state)
         coord_join(p, "c1", "q", e, 22);
         coord_sleep_ms(hb);
     }
-    assert_int_equal(node_peer_count(p, K_ASSIGNMENT, 2 * hb), 0);
+    assert_int_equal(cpeer_count(p, K_ASSIGNMENT, 2 * hb), 0);
 
     /* a stale epoch: answered with the current assignment, corr echoed */
     coord_join(p, "c1", "q", e - 1, 23);
-    env = node_peer_recv(p, K_ASSIGNMENT, 23, coord_patience());
+    env = cpeer_recv(p, K_ASSIGNMENT, 23, coord_patience());
     assert_non_null(env);
     assert_int_equal(env->assignment->epoch, e);
     assert_int_equal(env->assignment->n_nodes, 1);
     sl_wire_env_free(&env);
 
-    node_peer_destroy(&p);
+    cpeer_destroy(&p);
     cnode_destroy(&n1);
     sl_coord_destroy(&c);
 }
@@ -111,10 +111,10 @@ static void test_coord_group__route_tables_pushed_on_change(void **state)
     sl_coord_t *c = coord_start(NULL, 0);
     cnode_t *n1 = cnode_new(sl_coord_endpoint(c), "n1", 0);
     uint64_t e1 = cnode_epoch(n1);
-    node_peer_t *p = coord_client(c);
+    cpeer_t *p = coord_client(c);
 
     coord_route_request(p, "prod", "q", 0, 31);
-    Sluice__V1__Envelope *env = node_peer_recv(p, K_ROUTES, 31, coord_patience());
+    Sluice__V1__Envelope *env = cpeer_recv(p, K_ROUTES, 31, coord_patience());
     assert_non_null(env);
     Sluice__V1__RouteTable *t = env->route_table;
     assert_string_equal(t->queue, "q");
@@ -128,7 +128,7 @@ static void test_coord_group__route_tables_pushed_on_change(void **state)
 
     /* the current version is not answered */
     coord_route_request(p, "prod", "q", v1, 32);
-    assert_null(node_peer_recv(p, K_ROUTES, 32, 2 * hb));
+    assert_null(cpeer_recv(p, K_ROUTES, 32, 2 * hb));
 
     /* a node joins: a new table is pushed */
     cnode_t *n2 = cnode_new(sl_coord_endpoint(c), "n2", 0);
@@ -153,14 +153,14 @@ static void test_coord_group__route_tables_pushed_on_change(void **state)
     }
 
     /* load changing on every status: at most one table per interval */
-    node_peer_count(p, K_ROUTES, 0);
-    while ((env = node_peer_recv(p, K_ROUTES, 0, 0)))
+    cpeer_count(p, K_ROUTES, 0);
+    while ((env = cpeer_recv(p, K_ROUTES, 0, 0)))
         sl_wire_env_free(&env);
     int64_t t0 = sl_now(), window = 10 * hb;
     size_t tables = 0;
     for (uint64_t d = 100; sl_now() - t0 < window * 1000000; d++) {
         cnode_set_depth(n1, d);
-        env = node_peer_recv(p, K_ROUTES, 0, 1);
+        env = cpeer_recv(p, K_ROUTES, 0, 1);
         if (env) {
             tables++;
             sl_wire_env_free(&env);
@@ -170,7 +170,7 @@ static void test_coord_group__route_tables_pushed_on_change(void **state)
         fail_msg("%zu tables in %lld ms of changing load; expected 3..11 (one per interval)",
                  tables, (long long)window);
 
-    node_peer_destroy(&p);
+    cpeer_destroy(&p);
     cnode_destroy(&n1);
     cnode_destroy(&n2);
     sl_coord_destroy(&c);
@@ -184,7 +184,7 @@ static void test_coord_group__cluster_view(void **state)
     cnode_t *n2 = cnode_new(sl_coord_endpoint(c), "n2", 0);
     uint64_t e1 = cnode_epoch(n1), e2 = cnode_epoch(n2);
     cnode_set_depth(n1, 5);
-    node_peer_t *p = coord_client(c);
+    cpeer_t *p = coord_client(c);
     coord_join(p, "c1", "q", 0, 1);
     Sluice__V1__Envelope *env = coord_wait_nodes(p, K_ASSIGNMENT, "n1,n2", coord_patience(), NULL);
     uint64_t ae = env->assignment->epoch;
@@ -230,7 +230,7 @@ static void test_coord_group__cluster_view(void **state)
     assert_int_equal(r->bad_messages, 0);
     sl_wire_env_free(&v);
 
-    node_peer_destroy(&p);
+    cpeer_destroy(&p);
     cnode_destroy(&n1);
     cnode_destroy(&n2);
     sl_coord_destroy(&c);
@@ -244,7 +244,7 @@ static void test_coord_group__grace_holds_joins_and_routes(void **state)
     int64_t grace = 6 * coord_hb();
     int64_t t0 = sl_now();
     sl_coord_t *c = coord_start(NULL, grace);
-    node_peer_t *p = coord_client(c);
+    cpeer_t *p = coord_client(c);
     coord_join(p, "c1", "q", 0, 41);
     coord_route_request(p, "prod", "q", 0, 42);
     cnode_t *n1 = cnode_new(sl_coord_endpoint(c), "n1", 0);
@@ -267,7 +267,7 @@ static void test_coord_group__grace_holds_joins_and_routes(void **state)
     assert_int_equal(st.consumers, 1);
     assert_int_equal(st.watchers, 1);
     assert_int_equal(st.nodes_alive, 1);
-    node_peer_destroy(&p);
+    cpeer_destroy(&p);
     cnode_destroy(&n1);
     sl_coord_destroy(&c);
 }

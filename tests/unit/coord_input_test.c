@@ -29,9 +29,9 @@ static sl_coord_t *s_start(uint32_t max_nodes, uint32_t max_consumers)
 }
 
 /* The next Error has code `code` and corr `corr`, and says something. */
-static void s_expect_error(node_peer_t *p, Sluice__V1__Error__Code code, uint64_t corr)
+static void s_expect_error(cpeer_t *p, Sluice__V1__Error__Code code, uint64_t corr)
 {
-    Sluice__V1__Envelope *env = node_peer_recv(p, K_ERROR, 0, coord_patience());
+    Sluice__V1__Envelope *env = cpeer_recv(p, K_ERROR, 0, coord_patience());
     if (!env)
         fail_msg("no Error within %lld ms", (long long)coord_patience());
     if (env->error->code != code)
@@ -41,14 +41,14 @@ static void s_expect_error(node_peer_t *p, Sluice__V1__Error__Code code, uint64_
     sl_wire_env_free(&env);
 }
 
-static void s_send_raw(node_peer_t *p, const void *data, size_t len)
+static void s_send_raw(cpeer_t *p, const void *data, size_t len)
 {
     const void *frames[1] = {data};
     size_t lens[1] = {len};
-    SL_ASSERT_OK(node_peer_send_frames(p, frames, lens, 1));
+    SL_ASSERT_OK(cpeer_send_frames(p, frames, lens, 1));
 }
 
-static void s_send_status(node_peer_t *p, const char *id, uint64_t corr)
+static void s_send_status(cpeer_t *p, const char *id, uint64_t corr)
 {
     Sluice__V1__NodeStatus st = SLUICE__V1__NODE_STATUS__INIT;
     st.node_id = (char *)id;
@@ -58,15 +58,15 @@ static void s_send_status(node_peer_t *p, const char *id, uint64_t corr)
     env.corr = corr;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_NODE_STATUS;
     env.node_status = &st;
-    SL_ASSERT_OK(node_peer_send(p, &env));
+    SL_ASSERT_OK(cpeer_send(p, &env));
 }
 
 /* The coordinator still serves p: a node registers and CLUSTER answers,
  * counting `bad` bad messages. */
-static void s_still_serving(node_peer_t *p, uint64_t bad)
+static void s_still_serving(cpeer_t *p, uint64_t bad)
 {
     s_send_status(p, "after", 99);
-    Sluice__V1__Envelope *env = node_peer_recv(p, K_STATUS_REPLY, 99, coord_patience());
+    Sluice__V1__Envelope *env = cpeer_recv(p, K_STATUS_REPLY, 99, coord_patience());
     assert_non_null(env);
     assert_true(env->node_status_reply->member_epoch > 0);
     sl_wire_env_free(&env);
@@ -79,7 +79,7 @@ static void test_coord_input__bad_input_answered_and_counted(void **state)
 {
     (void)state;
     sl_coord_t *c = s_start(16, 16);
-    node_peer_t *p = coord_client(c);
+    cpeer_t *p = coord_client(c);
     uint64_t bad = 0;
 
     /* garbage: not an Envelope */
@@ -91,7 +91,7 @@ static void test_coord_input__bad_input_answered_and_counted(void **state)
     /* two frames where one is expected */
     const void *frames[2] = {"a", "b"};
     size_t lens[2] = {1, 1};
-    SL_ASSERT_OK(node_peer_send_frames(p, frames, lens, 2));
+    SL_ASSERT_OK(cpeer_send_frames(p, frames, lens, 2));
     s_expect_error(p, BAD_MESSAGE, 0);
     bad++;
 
@@ -107,7 +107,7 @@ static void test_coord_input__bad_input_answered_and_counted(void **state)
     env.corr = 5;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_ADMIN;
     env.admin = &a;
-    SL_ASSERT_OK(node_peer_send(p, &env));
+    SL_ASSERT_OK(cpeer_send(p, &env));
     s_expect_error(p, BAD_MESSAGE, 0); /* not decoded, so no corr */
     bad++;
     free(big);
@@ -123,12 +123,12 @@ static void test_coord_input__bad_input_answered_and_counted(void **state)
     penv.corr = 6;
     penv.body_case = SLUICE__V1__ENVELOPE__BODY_PUBLISH;
     penv.publish = &pub;
-    SL_ASSERT_OK(node_peer_send(p, &penv));
+    SL_ASSERT_OK(cpeer_send(p, &penv));
     s_expect_error(p, UNKNOWN_KIND, 6);
     bad++;
 
     /* an admin op only nodes serve */
-    Sluice__V1__Envelope *r = node_peer_admin(p, SLUICE__V1__ADMIN__OP__STATS, NULL, 100);
+    Sluice__V1__Envelope *r = cpeer_admin(p, SLUICE__V1__ADMIN__OP__STATS, NULL, 100);
     assert_null(r);
     s_expect_error(p, UNKNOWN_KIND, 1); /* the first corr node_peer sends */
     bad++;
@@ -155,7 +155,7 @@ static void test_coord_input__bad_input_answered_and_counted(void **state)
     sl_coord_stats(c, &st);
     assert_int_equal(st.bad_messages, bad);
     assert_int_equal(st.consumers, 0);
-    node_peer_destroy(&p);
+    cpeer_destroy(&p);
     sl_coord_destroy(&c);
 }
 
@@ -165,7 +165,7 @@ static void test_coord_input__huge_message_drops_only_the_connection(void **stat
 {
     (void)state;
     sl_coord_t *c = s_start(16, 16);
-    node_peer_t *p = coord_client(c);
+    cpeer_t *p = coord_client(c);
     size_t n = 4 * MAX_FRAME;
     uint8_t *huge = calloc(1, n);
     assert_non_null(huge);
@@ -174,7 +174,7 @@ static void test_coord_input__huge_message_drops_only_the_connection(void **stat
     int64_t end = sl_deadline_ms(coord_patience());
     for (;;) { /* the reconnect takes a moment: ask until answered */
         s_send_status(p, "after", 99);
-        Sluice__V1__Envelope *env = node_peer_recv(p, K_STATUS_REPLY, 99, coord_hb());
+        Sluice__V1__Envelope *env = cpeer_recv(p, K_STATUS_REPLY, 99, coord_hb());
         if (env) {
             sl_wire_env_free(&env);
             break;
@@ -182,7 +182,7 @@ static void test_coord_input__huge_message_drops_only_the_connection(void **stat
         if (sl_now() >= end)
             fail_msg("the coordinator never answered again");
     }
-    node_peer_destroy(&p);
+    cpeer_destroy(&p);
     sl_coord_destroy(&c);
 }
 
@@ -191,7 +191,7 @@ static void test_coord_input__limits_answer_full(void **state)
 {
     (void)state;
     sl_coord_t *c = s_start(2, 1);
-    node_peer_t *p = coord_client(c);
+    cpeer_t *p = coord_client(c);
     cnode_t *n1 = cnode_new(sl_coord_endpoint(c), "n1", 0);
     cnode_t *n2 = cnode_new(sl_coord_endpoint(c), "n2", 0);
     cnode_epoch(n1);
@@ -200,7 +200,7 @@ static void test_coord_input__limits_answer_full(void **state)
     s_expect_error(p, FULL, 31);
 
     coord_join(p, "c1", "q", 0, 32);
-    Sluice__V1__Envelope *env = node_peer_recv(p, K_ASSIGNMENT, 32, coord_patience());
+    Sluice__V1__Envelope *env = cpeer_recv(p, K_ASSIGNMENT, 32, coord_patience());
     assert_non_null(env);
     sl_wire_env_free(&env);
     coord_join(p, "c2", "q", 0, 33);
@@ -216,7 +216,7 @@ static void test_coord_input__limits_answer_full(void **state)
     } while (st.nodes_dead == 0 && sl_now() < end);
     assert_int_equal(st.nodes_dead, 1);
     s_send_status(p, "n3", 34);
-    env = node_peer_recv(p, K_STATUS_REPLY, 34, coord_patience());
+    env = cpeer_recv(p, K_STATUS_REPLY, 34, coord_patience());
     assert_non_null(env);
     sl_wire_env_free(&env);
     env = coord_cluster(p);
@@ -227,7 +227,7 @@ static void test_coord_input__limits_answer_full(void **state)
     assert_int_equal(env->admin_reply->bad_messages, 0); /* FULL is not bad input */
     sl_wire_env_free(&env);
 
-    node_peer_destroy(&p);
+    cpeer_destroy(&p);
     cnode_destroy(&n1);
     cnode_destroy(&n2);
     sl_coord_destroy(&c);

@@ -6,7 +6,7 @@
  * nodes already hold and grants larger ones after them. */
 #include "coord_testutil.h"
 
-static void s_send_status(node_peer_t *p, const char *id, uint64_t incarnation,
+static void s_send_status(cpeer_t *p, const char *id, uint64_t incarnation,
                           uint64_t member_epoch, uint64_t corr)
 {
     Sluice__V1__NodeStatus st = SLUICE__V1__NODE_STATUS__INIT;
@@ -19,16 +19,16 @@ static void s_send_status(node_peer_t *p, const char *id, uint64_t incarnation,
     env.corr = corr;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_NODE_STATUS;
     env.node_status = &st;
-    SL_ASSERT_OK(node_peer_send(p, &env));
+    SL_ASSERT_OK(cpeer_send(p, &env));
 }
 
 /* Send a status and return its reply (copied out). */
-static Sluice__V1__NodeStatusReply s_status(node_peer_t *p, const char *id, uint64_t incarnation,
+static Sluice__V1__NodeStatusReply s_status(cpeer_t *p, const char *id, uint64_t incarnation,
                                             uint64_t member_epoch)
 {
     static uint64_t corr = 100;
     s_send_status(p, id, incarnation, member_epoch, ++corr);
-    Sluice__V1__Envelope *env = node_peer_recv(p, K_STATUS_REPLY, corr, coord_patience());
+    Sluice__V1__Envelope *env = cpeer_recv(p, K_STATUS_REPLY, corr, coord_patience());
     if (!env)
         fail_msg("no NodeStatusReply for '%s'", id);
     Sluice__V1__NodeStatusReply r = *env->node_status_reply;
@@ -40,7 +40,7 @@ static void test_coord_member__node_registers_and_keeps_its_epoch(void **state)
 {
     (void)state;
     sl_coord_t *c = coord_start(NULL, 0);
-    node_peer_t *p = node_peer_new(sl_coord_endpoint(c), 0);
+    cpeer_t *p = cpeer_new(sl_coord_endpoint(c), 0);
     Sluice__V1__NodeStatusReply r = s_status(p, "n1", 7, 0);
     assert_true(r.member_epoch > sl_coord_epoch(c));
     assert_false(r.rejoin);
@@ -62,7 +62,7 @@ static void test_coord_member__node_registers_and_keeps_its_epoch(void **state)
     r = s_status(p, "n1", 8, e);
     assert_true(r.member_epoch > e);
     assert_true(r.rejoin);
-    node_peer_destroy(&p);
+    cpeer_destroy(&p);
     sl_coord_destroy(&c);
 }
 
@@ -81,7 +81,7 @@ static void test_coord_member__two_nodes_get_distinct_increasing_epochs(void **s
     assert_int_equal(cnode_epoch(a), ea);
     assert_int_equal(cnode_epoch(b), eb);
     assert_int_equal(cnode_rejoins(a) + cnode_rejoins(b), 0);
-    node_peer_t *admin = coord_client(c);
+    cpeer_t *admin = coord_client(c);
     Sluice__V1__Envelope *v = coord_cluster(admin);
     Sluice__V1__ClusterView *cv = v->admin_reply->cluster;
     assert_int_equal(cv->n_nodes, 2);
@@ -90,7 +90,7 @@ static void test_coord_member__two_nodes_get_distinct_increasing_epochs(void **s
     assert_true(cv->nodes[0]->alive && cv->nodes[1]->alive);
     assert_true(cv->epoch >= eb);
     sl_wire_env_free(&v);
-    node_peer_destroy(&admin);
+    cpeer_destroy(&admin);
     cnode_destroy(&a);
     cnode_destroy(&b);
     sl_coord_destroy(&c);
@@ -108,7 +108,7 @@ static void test_coord_member__silent_node_dead_then_rejoins(void **state)
     cnode_t *a = cnode_new(sl_coord_endpoint(c), "n1", 0);
     cnode_t *b = cnode_new(sl_coord_endpoint(c), "n2", 0);
     uint64_t ea = cnode_epoch(a), eb = cnode_epoch(b);
-    node_peer_t *prod = coord_client(c), *cons = coord_client(c);
+    cpeer_t *prod = coord_client(c), *cons = coord_client(c);
     coord_route_request(prod, "producer", "q", 0, 1);
     coord_join(cons, "consumer", "q", 0, 2);
     Sluice__V1__Envelope *env;
@@ -161,8 +161,8 @@ static void test_coord_member__silent_node_dead_then_rejoins(void **state)
     assert_int_equal(cnode_rejoins(a), 1);
     assert_int_equal(cnode_epoch(a), ea2);
 
-    node_peer_destroy(&prod);
-    node_peer_destroy(&cons);
+    cpeer_destroy(&prod);
+    cpeer_destroy(&cons);
     cnode_destroy(&a);
     cnode_destroy(&b);
     sl_coord_destroy(&c);
@@ -185,7 +185,7 @@ static void test_coord_member__restart_adopts_existing_epochs(void **state)
     c = coord_start(ep, 0);
     assert_string_equal(sl_coord_endpoint(c), ep);
     assert_true(sl_coord_epoch(c) > first);
-    node_peer_t *admin = coord_client(c);
+    cpeer_t *admin = coord_client(c);
     /* wait until the new coordinator has heard from n1 */
     int64_t end = sl_deadline_ms(coord_patience());
     for (;;) {
@@ -216,7 +216,7 @@ static void test_coord_member__restart_adopts_existing_epochs(void **state)
     assert_true(cnode_epoch(d) > ahead);
     assert_int_equal(cnode_rejoins(a) + cnode_rejoins(b) + cnode_rejoins(d), 0);
 
-    node_peer_destroy(&admin);
+    cpeer_destroy(&admin);
     cnode_destroy(&a);
     cnode_destroy(&b);
     cnode_destroy(&d);
