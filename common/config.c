@@ -495,3 +495,23 @@ void sl_config_print_help(const sl_conf_opt_t *table, const char *prog,
                 o->help ? o->help : "");
     }
 }
+
+int sl_config_daemon(sl_conf_opt_t *table, const char *prog, int argc, char **argv,
+                     sigset_t *sigs)
+{
+    char *msg = NULL;
+    int rc = sl_config_load(table, argc, argv, &msg);
+    if (rc == SL_CONFIG_HELP)
+        return 0;
+    if (rc != SL_OK) {
+        fprintf(stderr, "%s: %s\n", prog, msg ? msg : sl_strerror(rc));
+        free(msg);
+        return 2;
+    }
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return -1;
+}

@@ -241,3 +241,36 @@ const char *sl_wire_kind_name(Sluice__V1__Envelope__BodyCase kind)
     default: return "unknown";
     }
 }
+
+void *sl_wire_router_bind(void *zctx, const char *endpoint, uint64_t max_frame,
+                          char **bound, int *err)
+{
+    *bound = NULL;
+    void *sock = zctx ? zmq_socket(zctx, ZMQ_ROUTER) : NULL;
+    if (!sock) {
+        *err = SL_ESYS;
+        return NULL;
+    }
+    int linger = 0, hwm = 100000;
+    int64_t maxmsg = (int64_t)max_frame + 1024;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    char ep[256];
+    size_t eplen = sizeof ep;
+    if (zmq_bind(sock, endpoint) != 0 ||
+        zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, ep, &eplen) != 0) {
+        int e = errno;
+        zmq_close(sock);
+        errno = e;
+        *err = SL_ESYS;
+        return NULL;
+    }
+    if (!(*bound = strdup(ep))) {
+        zmq_close(sock);
+        *err = SL_ENOMEM;
+        return NULL;
+    }
+    return sock;
+}

@@ -275,29 +275,14 @@ int sl_coord_start(sl_coord_t *c)
     if (c->running || c->router)
         return SL_ESTATE;
     c->zctx = zmq_ctx_new();
-    c->router = c->zctx ? zmq_socket(c->zctx, ZMQ_ROUTER) : NULL;
+    char *bound = NULL;
+    int rc = SL_OK;
+    c->router = sl_wire_router_bind(c->zctx, c->endpoint, c->o.max_frame, &bound, &rc);
     if (!c->router)
-        return SL_ESYS;
-    int linger = 0, hwm = 100000;
-    zmq_setsockopt(c->router, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(c->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(c->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    /* A hard ceiling above max-frame: bigger messages drop the connection
-     * inside ZeroMQ instead of being buffered whole. */
-    int64_t maxmsg = (int64_t)c->o.max_frame + 1024;
-    zmq_setsockopt(c->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (zmq_bind(c->router, c->endpoint) != 0)
-        return SL_ESYS;
-    char ep[256];
-    size_t eplen = sizeof ep;
-    if (zmq_getsockopt(c->router, ZMQ_LAST_ENDPOINT, ep, &eplen) == 0) {
-        char *dup = strdup(ep);
-        if (!dup)
-            return SL_ENOMEM;
-        free(c->endpoint);
-        c->endpoint = dup;
-        c->o.endpoint = dup;
-    }
+        return rc;
+    free(c->endpoint);
+    c->endpoint = bound;
+    c->o.endpoint = bound;
     if (pipe2(c->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         return SL_ESYS;
     c->start_mono = sl__coord_mono_ms();

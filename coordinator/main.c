@@ -126,25 +126,13 @@ static void s_on_event(void *arg, const sl_coord_event_t *ev)
 
 int main(int argc, char **argv)
 {
-    char *msg = NULL;
-    int rc = sl_config_load(s_opts, argc, argv, &msg);
-    if (rc == SL_CONFIG_HELP)
-        return 0;
-    if (rc != SL_OK) {
-        fprintf(stderr, "sluice-coordinator: %s\n", msg ? msg : sl_strerror(rc));
-        free(msg);
-        return 2;
-    }
-    sl_log_init("coordinator", (sl_log_level_t)o_level, o_log_json);
-
-    /* Signals go to a sigwait in this thread; the coordinator's thread
-     * inherits the mask. */
+    /* Signals go to a sigwait in this thread; every thread made from here
+     * on inherits the mask. */
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    int rc = sl_config_daemon(s_opts, "sluice-coordinator", argc, argv, &sigs);
+    if (rc >= 0)
+        return rc;
+    sl_log_init("coordinator", (sl_log_level_t)o_level, o_log_json);
 
     sl_coord_opts_t co;
     sl_coord_opts_default(&co);

@@ -11,7 +11,7 @@
 #include "sluice/node.h"
 #include "sluice/sched.h"
 
-static char *o_endpoint, *o_node_id, *o_log_level, *o_coordinator, *o_advertise;
+static char *o_endpoint, *o_node_id, *o_coordinator, *o_advertise;
 static int64_t o_capacity, o_heartbeat, o_lease, o_max_length, o_max_attempts, o_backoff_base,
     o_backoff_max, o_max_frame, o_max_job, o_max_waiting, o_max_dead, o_max_done, o_shutdown,
     o_workers;
@@ -111,26 +111,13 @@ static void s_on_cluster(const sl_node_cluster_info_t *in, void *arg)
 
 int main(int argc, char **argv)
 {
-    (void)o_log_level;
-    char *msg = NULL;
-    int rc = sl_config_load(s_opts, argc, argv, &msg);
-    if (rc == SL_CONFIG_HELP)
-        return 0;
-    if (rc != SL_OK) {
-        fprintf(stderr, "sluice-node: %s\n", msg ? msg : sl_strerror(rc));
-        free(msg);
-        return 2;
-    }
-    sl_log_init("node", (sl_log_level_t)o_level, o_log_json);
-
     /* Signals go to a sigwait in this thread; every thread made from here
      * on inherits the mask. */
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    int rc = sl_config_daemon(s_opts, "sluice-node", argc, argv, &sigs);
+    if (rc >= 0)
+        return rc;
+    sl_log_init("node", (sl_log_level_t)o_level, o_log_json);
 
     sl_sched_opts_t so = {.workers = (int)o_workers};
     if ((rc = sl_sched_start(&so)) != SL_OK) {

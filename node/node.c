@@ -783,28 +783,16 @@ int sl_node_start(sl_node_t *self)
     if (n->running)
         return SL_ESTATE;
     n->zctx = zmq_ctx_new();
-    n->router = n->zctx ? zmq_socket(n->zctx, ZMQ_ROUTER) : NULL;
+    char *bound = NULL;
+    int rc = SL_OK;
+    n->router = sl_wire_router_bind(n->zctx, n->endpoint, n->o.max_frame, &bound, &rc);
     if (!n->router)
-        return SL_ESYS;
-    int linger = 0, hwm = 100000;
-    zmq_setsockopt(n->router, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(n->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(n->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    int64_t maxmsg = (int64_t)n->o.max_frame + 1024;
-    zmq_setsockopt(n->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (zmq_bind(n->router, n->endpoint) != 0)
-        return SL_ESYS;
-    char ep[256];
-    size_t eplen = sizeof ep;
-    if (zmq_getsockopt(n->router, ZMQ_LAST_ENDPOINT, ep, &eplen) == 0) {
-        free(n->endpoint);
-        n->endpoint = strdup(ep);
-        if (!n->endpoint)
-            return SL_ENOMEM;
-    }
+        return rc;
+    free(n->endpoint);
+    n->endpoint = bound;
     if (pipe2(n->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         return SL_ESYS;
-    int rc = sl__cluster_start(n);
+    rc = sl__cluster_start(n);
     if (rc != SL_OK)
         return rc;
     n->engine_done = sl_go_ex(s_engine_main, n, SL_GO_SPREAD, 1, NULL);

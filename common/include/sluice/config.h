@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -64,6 +65,14 @@ typedef struct {
  * e.g. "--max-frame: 10 is below the minimum 64"; otherwise it is NULL. */
 int sl_config_load(sl_conf_opt_t *table, int argc, char **argv,
                    char **err_msg);
+
+/* The start of a daemon's main(): sl_config_load, then SIGTERM and SIGINT
+ * blocked in the calling thread (threads made later inherit the mask;
+ * sigwait on *sigs takes them) and SIGPIPE ignored. Returns -1 to go on,
+ * else the status main should exit with: 0 after --help, 2 after a bad
+ * option (said on stderr as "prog: why"). */
+int sl_config_daemon(sl_conf_opt_t *table, const char *prog, int argc, char **argv,
+                     sigset_t *sigs);
 
 /* Print usage and one entry per option (name, type and bounds, default,
  * env var, help) to `out`. `prog` may be NULL. */

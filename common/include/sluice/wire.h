@@ -72,6 +72,16 @@ int sl_wire_try_recv(void *sock, bool router, size_t max_frame,
  * Harmless on a message from a failed receive and when called twice. */
 void sl_wire_msg_release(sl_wire_msg_t *msg);
 
+/* Bind a new ROUTER socket of zctx to endpoint with the options every
+ * Sluice server uses: no linger, deep queues, and a hard ceiling 1 KiB
+ * above max_frame (bigger messages make ZeroMQ drop the connection rather
+ * than buffer them whole). *bound gets the endpoint actually bound, port
+ * resolved (caller owns: free()). Returns the socket (caller closes), or
+ * NULL with *err: SL_ESYS (socket or bind failed, errno from ZeroMQ),
+ * SL_ENOMEM. */
+void *sl_wire_router_bind(void *zctx, const char *endpoint, uint64_t max_frame,
+                          char **bound, int *err);
+
 /* Pack env into a new buffer: *buf is caller-owned (free()), *len its size
  * (0 for an empty envelope, *buf then still non-NULL). Returns 0 or
  * SL_ENOMEM. */
