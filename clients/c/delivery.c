@@ -110,7 +110,8 @@ static void *s_run_handler(void *arg)
     sl__delivery_t *d = arg;
     sl__sub_t *s = d->sub;
     sl_client_t *c = s->client;
-    int rc = s->fn(c, &d->pub, s->arg);
+    /* A cluster's node client hands its handlers the user's client. */
+    int rc = s->fn(c->parent ? c->parent : c, &d->pub, s->arg);
     sl_delivery_t *pub = &d->pub;
     if (rc == SL_JOB_ACK) {
         sl_client_ack(c, &pub);
