@@ -34,6 +34,9 @@ typedef struct {
     Sluice__V1__Envelope **log; /* everything but Heartbeats, in order     */
     size_t nlog, cap;
     Sluice__V1__ClusterView *view; /* answer Admin{CLUSTER} with this     */
+    const Sluice__V1__RouteTable *table; /* answer RouteRequests with this */
+    const Sluice__V1__Assignment *assignment; /* answer ConsumerJoins whose
+                                   epoch is not its epoch with this        */
 } peer_t;
 
 static void s_peer_answer_hb(peer_t *p)
@@ -80,6 +83,19 @@ static void *s_peer_main(void *arg)
                 } else {
                     if (env->body_case == SLUICE__V1__ENVELOPE__BODY_ADMIN && p->view)
                         s_peer_answer_admin(p, env->corr);
+                    if (env->body_case == SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN &&
+                        p->assignment && env->consumer_join->epoch != p->assignment->epoch) {
+                        Sluice__V1__Envelope out = SLUICE__V1__ENVELOPE__INIT;
+                        out.body_case = SLUICE__V1__ENVELOPE__BODY_ASSIGNMENT;
+                        out.assignment = (Sluice__V1__Assignment *)p->assignment;
+                        sl_wire_send(p->sock, p->rid, p->rid_len, &out, ZMQ_DONTWAIT);
+                    }
+                    if (env->body_case == SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST && p->table) {
+                        Sluice__V1__Envelope out = SLUICE__V1__ENVELOPE__INIT;
+                        out.body_case = SLUICE__V1__ENVELOPE__BODY_ROUTE_TABLE;
+                        out.route_table = (Sluice__V1__RouteTable *)p->table;
+                        sl_wire_send(p->sock, p->rid, p->rid_len, &out, ZMQ_DONTWAIT);
+                    }
                     if (p->nlog == p->cap) {
                         p->cap = p->cap ? p->cap * 2 : 64;
                         p->log = realloc(p->log, p->cap * sizeof *p->log);
@@ -804,49 +820,66 @@ static void test_client_cluster__stale_epoch_asks_the_coordinator_again(void **s
 
 /* --- the cluster view --------------------------------------------------- */
 
+/* A cluster view: one node n1 with a queue "emails", one consumer c1. */
+typedef struct {
+    Sluice__V1__QueueLoad ql, *qls[1];
+    Sluice__V1__NodeStatus ns;
+    Sluice__V1__ClusterNode cn, *cns[1];
+    Sluice__V1__NodeRef ref, *refs[1];
+    Sluice__V1__ClusterConsumer cc, *ccs[1];
+    Sluice__V1__ClusterView view;
+} s_view_t;
+
+static void s_view_init(s_view_t *v)
+{
+    sluice__v1__queue_load__init(&v->ql);
+    v->ql.queue = "emails";
+    v->ql.depth = 5;
+    v->ql.in_flight = 2;
+    v->ql.consumers = 1;
+    v->ql.publish_rate = 12.5;
+    v->ql.ack_rate = 10;
+    v->qls[0] = &v->ql;
+    sluice__v1__node_status__init(&v->ns);
+    v->ns.node_id = "n1";
+    v->ns.endpoint = "tcp://10.0.0.1:7450";
+    v->ns.member_epoch = 99;
+    v->ns.capacity = 200;
+    v->ns.queues = v->qls;
+    v->ns.n_queues = 1;
+    sluice__v1__cluster_node__init(&v->cn);
+    v->cn.status = &v->ns;
+    v->cn.alive = true;
+    v->cns[0] = &v->cn;
+    sluice__v1__node_ref__init(&v->ref);
+    v->ref.node_id = "n1";
+    v->ref.share = 1000;
+    v->ref.member_epoch = 99;
+    v->refs[0] = &v->ref;
+    sluice__v1__cluster_consumer__init(&v->cc);
+    v->cc.consumer_id = "c1";
+    v->cc.queue = "emails";
+    v->cc.concurrency = 8;
+    v->cc.epoch = 100;
+    v->cc.nodes = v->refs;
+    v->cc.n_nodes = 1;
+    v->ccs[0] = &v->cc;
+    sluice__v1__cluster_view__init(&v->view);
+    v->view.coordinator_id = "coord-1";
+    v->view.epoch = 101;
+    v->view.nodes = v->cns;
+    v->view.n_nodes = 1;
+    v->view.consumers = v->ccs;
+    v->view.n_consumers = 1;
+}
+
 static void test_client_cluster__cluster_view_comes_from_the_coordinator(void **state)
 {
     (void)state;
     s_cluster_client(NULL);
-    Sluice__V1__QueueLoad ql = SLUICE__V1__QUEUE_LOAD__INIT;
-    ql.queue = "emails";
-    ql.depth = 5;
-    ql.in_flight = 2;
-    ql.consumers = 1;
-    ql.publish_rate = 12.5;
-    ql.ack_rate = 10;
-    Sluice__V1__QueueLoad *qls[] = {&ql};
-    Sluice__V1__NodeStatus ns = SLUICE__V1__NODE_STATUS__INIT;
-    ns.node_id = "n1";
-    ns.endpoint = "tcp://10.0.0.1:7450";
-    ns.member_epoch = 99;
-    ns.capacity = 200;
-    ns.queues = qls;
-    ns.n_queues = 1;
-    Sluice__V1__ClusterNode cn = SLUICE__V1__CLUSTER_NODE__INIT;
-    cn.status = &ns;
-    cn.alive = true;
-    Sluice__V1__ClusterNode *cns[] = {&cn};
-    Sluice__V1__NodeRef ref = SLUICE__V1__NODE_REF__INIT;
-    ref.node_id = "n1";
-    ref.share = 1000;
-    ref.member_epoch = 99;
-    Sluice__V1__NodeRef *refs[] = {&ref};
-    Sluice__V1__ClusterConsumer cc = SLUICE__V1__CLUSTER_CONSUMER__INIT;
-    cc.consumer_id = "c1";
-    cc.queue = "emails";
-    cc.concurrency = 8;
-    cc.epoch = 100;
-    cc.nodes = refs;
-    cc.n_nodes = 1;
-    Sluice__V1__ClusterConsumer *ccs[] = {&cc};
-    Sluice__V1__ClusterView view = SLUICE__V1__CLUSTER_VIEW__INIT;
-    view.coordinator_id = "coord-1";
-    view.epoch = 101;
-    view.nodes = cns;
-    view.n_nodes = 1;
-    view.consumers = ccs;
-    view.n_consumers = 1;
+    s_view_t vw;
+    s_view_init(&vw);
+    Sluice__V1__ClusterView view = vw.view;
     pthread_mutex_lock(&s_coord->mu);
     s_coord->view = &view;
     pthread_mutex_unlock(&s_coord->mu);
@@ -878,6 +911,130 @@ static void test_client_cluster__cluster_view_comes_from_the_coordinator(void **
     pthread_mutex_unlock(&s_coord->mu);
 }
 
+/* --- the sluice command in cluster mode -------------------------------- */
+
+/* Run the CLI with args (NULL-terminated), env (may be NULL); returns its
+ * exit status, *out its output (caller frees). */
+static int s_cli(char **out, const char *const *env, const char *const *args)
+{
+    char *argv[24];
+    int k = 0;
+    argv[k++] = (char *)SLUICE_CLI_BIN;
+    for (int i = 0; args[i] && k < 23; i++)
+        argv[k++] = (char *)args[i];
+    argv[k] = NULL;
+    return sl_testproc_run(argv, env, NULL, (int)tc_patience_ms() * 2, out);
+}
+
+static void test_client_cluster__cli_stats_prints_the_whole_cluster(void **state)
+{
+    (void)state;
+    s_coord = s_peer_new(true);
+    static s_view_t vw;
+    s_view_init(&vw);
+    pthread_mutex_lock(&s_coord->mu);
+    s_coord->view = &vw.view;
+    pthread_mutex_unlock(&s_coord->mu);
+    char *out = NULL;
+    const char *args[] = {"--coordinator", s_coord->endpoint, "stats", NULL};
+    assert_int_equal(s_cli(&out, NULL, args), 0);
+    print_message("%s", out);
+    const char *want[] = {"NODE", "MEMBER-EPOCH", "tcp://10.0.0.1:7450", "0000000000000063",
+                          "PUB/S", "12.5", "10.0", "CONSUMER", "c1", "n1:100.0",
+                          "coordinator coord-1", "nodes 1 (1 alive) consumers 1"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(out, want[i]))
+            fail_msg("'%s' not in the output", want[i]);
+    free(out);
+    /* SLUICE_COORDINATOR does the same; a queue narrows it */
+    char envv[128];
+    snprintf(envv, sizeof envv, "SLUICE_COORDINATOR=%s", s_coord->endpoint);
+    const char *env[] = {envv, NULL};
+    const char *args2[] = {"stats", "other", NULL};
+    assert_int_equal(s_cli(&out, env, args2), 0);
+    assert_non_null(strstr(out, "consumers 0"));
+    assert_null(strstr(out, "emails"));
+    free(out);
+    pthread_mutex_lock(&s_coord->mu);
+    s_coord->view = NULL;
+    pthread_mutex_unlock(&s_coord->mu);
+}
+
+static Sluice__V1__NodeRef s_cli_refs[2];
+static Sluice__V1__Route s_cli_routes[2], *s_cli_route_ptrs[2];
+static Sluice__V1__NodeRef *s_cli_ref_ptrs[2];
+static Sluice__V1__RouteTable s_cli_table;
+static Sluice__V1__Assignment s_cli_assignment;
+
+static void test_client_cluster__cli_publishes_and_consumes_through_the_coordinator(
+    void **state)
+{
+    (void)state;
+    s_start_nodes(SL_OVERFLOW_BLOCK, 0);
+    s_coord = s_peer_new(true);
+    for (int i = 0; i < 2; i++) {
+        sluice__v1__node_ref__init(&s_cli_refs[i]);
+        s_cli_refs[i].node_id = i ? "n2" : "n1";
+        s_cli_refs[i].endpoint = (char *)s_ep(i);
+        s_cli_refs[i].member_epoch = 1;
+        s_cli_refs[i].share = 500;
+        s_cli_ref_ptrs[i] = &s_cli_refs[i];
+        sluice__v1__route__init(&s_cli_routes[i]);
+        s_cli_routes[i].node = &s_cli_refs[i];
+        s_cli_route_ptrs[i] = &s_cli_routes[i];
+    }
+    sluice__v1__route_table__init(&s_cli_table);
+    s_cli_table.queue = "cli";
+    s_cli_table.version = 1;
+    s_cli_table.routes = s_cli_route_ptrs;
+    s_cli_table.n_routes = 2;
+    sluice__v1__assignment__init(&s_cli_assignment);
+    s_cli_assignment.queue = "cli";
+    s_cli_assignment.epoch = 3;
+    s_cli_assignment.nodes = s_cli_ref_ptrs;
+    s_cli_assignment.n_nodes = 2;
+    static s_view_t vw; /* consume asks for the view first: is it there? */
+    s_view_init(&vw);
+    pthread_mutex_lock(&s_coord->mu);
+    s_coord->table = &s_cli_table;
+    s_coord->assignment = &s_cli_assignment;
+    s_coord->view = &vw.view;
+    pthread_mutex_unlock(&s_coord->mu);
+
+    char *out = NULL;
+    const char *pub[] = {"--coordinator", s_coord->endpoint, "publish", "cli", "a", "b", "c", "d",
+                         NULL};
+    assert_int_equal(s_cli(&out, NULL, pub), 0);
+    const char *p = out;
+    int accepted = 0;
+    while ((p = strstr(p, " accepted\n"))) {
+        accepted++;
+        p++;
+    }
+    assert_int_equal(accepted, 4);
+    free(out);
+    assert_int_equal(s_published(0, "cli") + s_published(1, "cli"), 4);
+
+    const char *con[] = {"--coordinator", s_coord->endpoint, "consume", "cli", "--exec",
+                         "cat >/dev/null", "--concurrency", "2", "--max-jobs", "4", NULL};
+    assert_int_equal(s_cli(&out, NULL, con), 0);
+    free(out);
+    assert_int_equal(s_stats(0, "cli").acked + s_stats(1, "cli").acked, 4);
+
+    /* nobody at the coordinator's address: exit 3, saying so */
+    char dead[64];
+    snprintf(dead, sizeof dead, "tcp://127.0.0.1:%d", sl_testnode_free_port());
+    const char *un[] = {"--coordinator", dead, "--timeout-ms", "300", "publish", "cli", "x", NULL};
+    assert_int_equal(s_cli(&out, NULL, un), 3);
+    assert_non_null(strstr(out, "cannot reach coordinator"));
+    free(out);
+    pthread_mutex_lock(&s_coord->mu);
+    s_coord->table = NULL;
+    s_coord->assignment = NULL;
+    s_coord->view = NULL;
+    pthread_mutex_unlock(&s_coord->mu);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -905,6 +1062,10 @@ int main(void)
                                   s_teardown),
         cmocka_unit_test_teardown(test_client_cluster__cluster_view_comes_from_the_coordinator,
                                   s_teardown),
+        cmocka_unit_test_teardown(test_client_cluster__cli_stats_prints_the_whole_cluster,
+                                  s_teardown),
+        cmocka_unit_test_teardown(
+            test_client_cluster__cli_publishes_and_consumes_through_the_coordinator, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
