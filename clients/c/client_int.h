@@ -1,7 +1,8 @@
 /* client_int.h -- libsluice's internal objects, shared by client.c (the
- * calls users make), io.c (the I/O thread that owns the socket), req.c
- * (the table of requests awaiting an answer) and delivery.c (deliveries,
- * consume handlers).
+ * calls users make), sub.c (subscriptions: subscribe, consume, unsubscribe,
+ * ack, fail), io.c (the I/O thread that owns the socket), req.c (the table
+ * of requests awaiting an answer) and delivery.c (deliveries, consume
+ * handlers).
  *
  * Threads: users never touch the socket. Every call turns into an
  * sl__cmd_t put on `cmds`, which the I/O thread drains (it polls the
@@ -237,12 +238,16 @@ int sl__err_from_node(int code);
 /* delivery.c */
 sl__delivery_t *sl__delivery_new(sl__sub_t *sub, const Sluice__V1__Delivery *pb);
 void sl__delivery_free(sl__delivery_t **d_p);
+/* d if it is a delivery of *self_p's (in cluster mode, of one of its node
+ * clients: *self_p becomes that client, which holds the lease); else NULL. */
+sl__delivery_t *sl__delivery_owned(sl_client_t **self_p, sl_delivery_t *d);
 /* Hand a delivery to its subscription (I/O thread): onto the channel, or
  * to a new handler. SL_OK, or an error with d still owned by the caller. */
 int sl__delivery_dispatch(sl__delivery_t *d);
 
 /* client.c */
 int sl__client_cmd(sl_client_t *c, sl__cmd_t *cmd);
+sl__cmd_t *sl__cmd_new(int kind);
 int64_t sl__wall_ms_now(void);
 /* The interval after which a silent peer is declared gone, in ms. */
 int sl__client_peer_interval_ms(sl_client_t *c);

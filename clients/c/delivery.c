@@ -95,6 +95,18 @@ void sl__delivery_free(sl__delivery_t **d_p)
     *d_p = NULL;
 }
 
+sl__delivery_t *sl__delivery_owned(sl_client_t **self_p, sl_delivery_t *pub)
+{
+    sl__delivery_t *d = (sl__delivery_t *)pub;
+    if (!*self_p || !d || d->magic != SL__DELIVERY_MAGIC)
+        return NULL;
+    sl_client_t *c = d->sub->client;
+    if (c != *self_p && !((*self_p)->cluster && c->parent == *self_p))
+        return NULL;
+    *self_p = c;
+    return d;
+}
+
 void sl_delivery_set_error(sl_delivery_t *d, const char *error)
 {
     if (!d)

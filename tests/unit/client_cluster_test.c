@@ -207,18 +207,26 @@ typedef struct {
     uint32_t share;
 } s_route_t;
 
-static void s_send_table(peer_t *coord, const char *queue, uint64_t version,
-                         const s_route_t *rs, size_t n)
+static void s_refs(const s_route_t *rs, size_t n, Sluice__V1__NodeRef *refs)
 {
-    Sluice__V1__NodeRef refs[8];
-    Sluice__V1__Route routes[8];
-    Sluice__V1__Route *ptrs[8];
     assert_true(n <= 8);
     for (size_t i = 0; i < n; i++) {
         sluice__v1__node_ref__init(&refs[i]);
         refs[i].node_id = (char *)rs[i].id;
         refs[i].endpoint = (char *)rs[i].endpoint;
         refs[i].member_epoch = rs[i].member_epoch;
+        refs[i].share = rs[i].share;
+    }
+}
+
+static void s_send_table(peer_t *coord, const char *queue, uint64_t version,
+                         const s_route_t *rs, size_t n)
+{
+    Sluice__V1__NodeRef refs[8];
+    Sluice__V1__Route routes[8];
+    Sluice__V1__Route *ptrs[8];
+    s_refs(rs, n, refs);
+    for (size_t i = 0; i < n; i++) {
         sluice__v1__route__init(&routes[i]);
         routes[i].node = &refs[i];
         routes[i].depth = rs[i].depth;
@@ -242,15 +250,9 @@ static void s_send_assignment(peer_t *coord, const char *queue, uint64_t epoch,
 {
     Sluice__V1__NodeRef refs[8];
     Sluice__V1__NodeRef *ptrs[8];
-    assert_true(n <= 8);
-    for (size_t i = 0; i < n; i++) {
-        sluice__v1__node_ref__init(&refs[i]);
-        refs[i].node_id = (char *)rs[i].id;
-        refs[i].endpoint = (char *)rs[i].endpoint;
-        refs[i].member_epoch = rs[i].member_epoch;
-        refs[i].share = rs[i].share;
+    s_refs(rs, n, refs);
+    for (size_t i = 0; i < n; i++)
         ptrs[i] = &refs[i];
-    }
     Sluice__V1__Assignment a = SLUICE__V1__ASSIGNMENT__INIT;
     a.queue = (char *)queue;
     a.epoch = epoch;
