@@ -366,8 +366,9 @@ void sl_admin_reply_release(sl_admin_reply_t *reply);
  * Cluster mode: sl_client_admin and the shorthands ask every node the
  * coordinator lists as alive. STATS sums each queue over the nodes
  * (capacity included; `paused` if paused on any); the other ops must
- * succeed on every node (the first failure is returned). node_id is the
- * coordinator's id, peers the number of nodes asked. */
+ * succeed on every node that has the queue (the first failure is
+ * returned, node_text naming the node); SL_ENOTFOUND only when no node has
+ * it. node_id and epoch are the coordinator's, peers the nodes asked. */
 int sl_client_stats(sl_client_t *self, const char *queue, sl_queue_stats_t **stats_out,
                     size_t *n_out, int64_t deadline);
 int sl_client_pause(sl_client_t *self, const char *queue, int64_t deadline);
@@ -429,8 +430,8 @@ typedef struct {
 /* Ask the coordinator for the whole cluster (Admin{CLUSTER}) into *view
  * (zeroed first; release with sl_cluster_view_release whatever the
  * result). A cluster client asks its coordinator; a single-node client
- * asks whatever its endpoint is (a node refuses: SL_EPROTO). SL_OK,
- * SL_EPROTO or SL_ESTATE (refused: view->... is empty), SL_ETIMEDOUT,
+ * asks whatever its endpoint is (a node refuses: SL_EPROTO). SL_OK, or
+ * SL_EPROTO / SL_ESTATE (refused; the view is empty), SL_ETIMEDOUT,
  * SL_ECLOSED, SL_EINVAL, SL_ENOMEM. */
 int sl_client_cluster(sl_client_t *self, sl_cluster_view_t *view, int64_t deadline);
 void sl_cluster_view_release(sl_cluster_view_t *view);
