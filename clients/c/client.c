@@ -1,5 +1,5 @@
-/* client.c -- the calls users make: lifecycle, publish, subscribe and
- * consume, ack/fail/touch, admin. Each validates its arguments, encodes
+/* client.c -- the calls users make: lifecycle, publish, touch, admin
+ * (subscriptions are in sub.c). Each validates its arguments, encodes
  * what the node must receive, and hands a command to the I/O thread
  * (io.c); calls that wait take their answer from a promise channel. */
 #define _GNU_SOURCE
@@ -49,7 +49,7 @@ int sl__client_cmd(sl_client_t *c, sl__cmd_t *cmd)
     return s_cmd_until(c, cmd, SL_FOREVER);
 }
 
-static sl__cmd_t *s_cmd_new(int kind)
+sl__cmd_t *sl__cmd_new(int kind)
 {
     sl__cmd_t *cmd = calloc(1, sizeof *cmd);
     if (cmd)
@@ -94,7 +94,8 @@ static int s_setopt_int(void *sock, int opt, int v)
     return zmq_setsockopt(sock, opt, &v, sizeof v) == 0 ? SL_OK : SL_ESYS;
 }
 
-sl_client_t *sl_client_new(const sl_client_opts_t *opts, int *err)
+static sl_client_t *s_new(const sl_client_opts_t *opts, bool inner, sl_client_t *parent,
+                          sl__tap_fn tap, void *tap_arg, int *err)
 {
     sl_client_opts_t o = {0};
     if (opts)
@@ -111,6 +112,21 @@ sl_client_t *sl_client_new(const sl_client_opts_t *opts, int *err)
             *err = SL_ENOMEM;
         return NULL;
     }
+    if (o.coordinator && !inner) {
+        pthread_mutex_init(&c->lock, NULL);
+        rc = sl__cluster_new(c, &o);
+        if (rc != SL_OK) {
+            pthread_mutex_destroy(&c->lock);
+            free(c);
+            if (err)
+                *err = rc;
+            return NULL;
+        }
+        return c;
+    }
+    c->parent = parent;
+    c->tap = tap;
+    c->tap_arg = tap_arg;
     pthread_mutex_init(&c->lock, NULL);
     atomic_init(&c->next_corr, 1);
     c->heartbeat_ms = o.heartbeat_ms ? o.heartbeat_ms : SL__CLIENT_HB_DEFAULT_MS;
@@ -179,6 +195,23 @@ fail:
     return NULL;
 }
 
+sl_client_t *sl_client_new(const sl_client_opts_t *opts, int *err)
+{
+    return s_new(opts, false, NULL, NULL, NULL, err);
+}
+
+sl_client_t *sl__client_new_inner(const sl_client_opts_t *opts, sl_client_t *parent,
+                                  sl__tap_fn tap, void *tap_arg, int *err)
+{
+    return s_new(opts, true, parent, tap, tap_arg, err);
+}
+
+int sl__client_peer_interval_ms(sl_client_t *c)
+{
+    int ms = atomic_load(&c->ctr.node_hb_ms);
+    return ms > 0 ? ms : c->heartbeat_ms;
+}
+
 /* Answer a command the I/O thread never saw. */
 static void s_cmd_abandon(sl__cmd_t *cmd)
 {
@@ -194,13 +227,14 @@ static void s_cmd_abandon(sl__cmd_t *cmd)
         }
         break;
     case SL__CMD_SUB:
-        if (cmd->sub && cmd->sub->out)
+        if (cmd->sub && cmd->sub->out && !cmd->sub->out_shared)
             sl_chan_close(cmd->sub->out);
         break;
     default:
         break;
     }
     free(cmd->error);
+    free(cmd->buf);
     free(cmd);
 }
 
@@ -210,6 +244,12 @@ void sl_client_destroy(sl_client_t **self_p)
         return;
     sl_client_t *c = *self_p;
     *self_p = NULL;
+    if (c->cluster) {
+        sl__cluster_destroy(c);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return;
+    }
     atomic_store(&c->closed, true);
     c->stop_cmd.kind = SL__CMD_STOP;
     /* Should the put fail (destroy called from a scheduler callback),
@@ -232,6 +272,8 @@ int sl_client_wait_connected(sl_client_t *self, int64_t deadline)
 {
     if (!self)
         return SL_EINVAL;
+    if (self->cluster)
+        return sl__cluster_wait_connected(self, deadline);
     for (;;) {
         if (atomic_load(&self->closed))
             return SL_ECLOSED;
@@ -250,6 +292,10 @@ void sl_client_counters(sl_client_t *self, sl_client_counters_t *out)
     memset(out, 0, sizeof *out);
     if (!self)
         return;
+    if (self->cluster) {
+        sl__cluster_counters(self, out);
+        return;
+    }
     out->connected = atomic_load(&self->ctr.connected);
     out->linked = atomic_load(&self->ctr.linked);
     out->epoch = atomic_load(&self->ctr.epoch);
@@ -281,7 +327,7 @@ static int s_req_encode(sl_client_t *c, sl__req_t *r, Sluice__V1__Envelope *env)
 static sl_chan_t *s_req_submit(sl_client_t *c, sl__req_t *r, int *err)
 {
     sl_chan_t *promise = sl_chan_ref(r->promise);
-    sl__cmd_t *cmd = s_cmd_new(SL__CMD_REQ);
+    sl__cmd_t *cmd = sl__cmd_new(SL__CMD_REQ);
     int rc = cmd ? SL_OK : SL_ENOMEM;
     if (rc == SL_OK) {
         cmd->req = r;
@@ -336,8 +382,10 @@ static int s_job_check(const sl_job_t *j)
     return SL_OK;
 }
 
-/* Build and encode the Publish for jobs into r. */
-static int s_publish_encode(sl_client_t *c, sl__req_t *r, const sl_job_t *jobs, size_t n)
+/* Build the Publish for jobs and encode it into *buf (caller owns) under
+ * corr; jobs without an id get a new one in ids[i]. */
+static int s_publish_encode(sl_client_t *c, uint64_t corr, uint8_t (*ids)[SL_ID_LEN],
+                            const sl_job_t *jobs, size_t n, uint8_t **buf, size_t *len)
 {
     size_t nh = 0;
     for (size_t i = 0; i < n; i++)
@@ -356,12 +404,12 @@ static int s_publish_encode(sl_client_t *c, sl__req_t *r, const sl_job_t *jobs, 
         Sluice__V1__Job *pb = &pbs[i];
         sluice__v1__job__init(pb);
         if (s_id_zero(j->id)) {
-            if ((rc = sl_id_new(r->ids[i])) != SL_OK)
+            if ((rc = sl_id_new(ids[i])) != SL_OK)
                 goto out;
         } else {
-            memcpy(r->ids[i], j->id, SL_ID_LEN);
+            memcpy(ids[i], j->id, SL_ID_LEN);
         }
-        pb->id.data = r->ids[i];
+        pb->id.data = ids[i];
         pb->id.len = SL_ID_LEN;
         pb->queue = (char *)j->queue;
         pb->payload.data = (uint8_t *)j->payload;
@@ -393,7 +441,10 @@ static int s_publish_encode(sl_client_t *c, sl__req_t *r, const sl_job_t *jobs, 
     Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_PUBLISH;
     env.publish = &pub;
-    rc = s_req_encode(c, r, &env);
+    env.corr = corr;
+    rc = sl_wire_pack(&env, buf, len);
+    if (rc == SL_OK && *len > c->max_frame)
+        rc = SL_ETOOBIG;
 out:
     free(hptrs);
     free(hs);
@@ -417,12 +468,15 @@ sl_chan_t *sl_client_publish_async(sl_client_t *self, const sl_job_t *jobs, size
             *err = rc;
         return NULL;
     }
+    if (self->cluster)
+        return sl__cluster_publish_async(self, jobs, n, deadline, err);
     sl__req_t *r = sl__req_new(SL__REQ_PUBLISH, atomic_fetch_add(&self->next_corr, 1), deadline);
     if (r) {
         r->n_jobs = n;
         r->ids = calloc(n, sizeof *r->ids);
     }
-    rc = r && r->ids ? s_publish_encode(self, r, jobs, n) : SL_ENOMEM;
+    rc = r && r->ids ? s_publish_encode(self, r->corr, r->ids, jobs, n, &r->buf, &r->len)
+                     : SL_ENOMEM;
     if (rc != SL_OK) {
         sl__req_free(&r);
         if (err)
@@ -454,6 +508,75 @@ int sl_client_publish(sl_client_t *self, const sl_job_t *jobs, size_t n,
     return rc;
 }
 
+int sl__publish_pack(sl_client_t *c, const sl_job_t *jobs, size_t n, uint8_t (*ids)[SL_ID_LEN],
+                     uint8_t **buf, size_t *len)
+{
+    return s_publish_encode(c, 0, ids, jobs, n, buf, len);
+}
+
+sl_chan_t *sl__client_publish_pb(sl_client_t *c, const Sluice__V1__Publish *pub,
+                                 int64_t deadline, sl_chan_t *notify, void *tag,
+                                 uint64_t *corr, int *err)
+{
+    if (atomic_load(&c->closed)) {
+        *err = SL_ECLOSED;
+        return NULL;
+    }
+    sl__req_t *r = sl__req_new(SL__REQ_PUBLISH, atomic_fetch_add(&c->next_corr, 1), deadline);
+    int rc = SL_ENOMEM;
+    if (r) {
+        r->n_jobs = pub->n_jobs;
+        r->ids = calloc(pub->n_jobs, sizeof *r->ids);
+    }
+    if (r && r->ids) {
+        for (size_t i = 0; i < pub->n_jobs; i++)
+            if (pub->jobs[i]->id.len == SL_ID_LEN)
+                memcpy(r->ids[i], pub->jobs[i]->id.data, SL_ID_LEN);
+        Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+        env.body_case = SLUICE__V1__ENVELOPE__BODY_PUBLISH;
+        env.publish = (Sluice__V1__Publish *)pub;
+        rc = s_req_encode(c, r, &env);
+    }
+    if (rc != SL_OK) {
+        sl__req_free(&r);
+        *err = rc;
+        return NULL;
+    }
+    r->notify = notify;
+    r->tag = tag;
+    *corr = r->corr;
+    return s_req_submit(c, r, err);
+}
+
+int sl__client_cancel(sl_client_t *c, uint64_t corr)
+{
+    sl__cmd_t *cmd = sl__cmd_new(SL__CMD_CANCEL);
+    if (!cmd)
+        return SL_ENOMEM;
+    cmd->corr = corr;
+    int rc = sl__client_cmd(c, cmd);
+    if (rc != SL_OK)
+        free(cmd);
+    return rc;
+}
+
+int sl__client_send(sl_client_t *c, const Sluice__V1__Envelope *env)
+{
+    sl__cmd_t *cmd = sl__cmd_new(SL__CMD_SEND);
+    if (!cmd)
+        return SL_ENOMEM;
+    int rc = sl_wire_pack(env, &cmd->buf, &cmd->len);
+    if (rc == SL_OK && cmd->len > c->max_frame)
+        rc = SL_ETOOBIG;
+    if (rc == SL_OK)
+        rc = sl__client_cmd(c, cmd);
+    if (rc != SL_OK) {
+        free(cmd->buf);
+        free(cmd);
+    }
+    return rc;
+}
+
 void sl_publish_result_destroy(sl_publish_result_t **result_p)
 {
     if (!result_p || !*result_p)
@@ -462,203 +585,10 @@ void sl_publish_result_destroy(sl_publish_result_t **result_p)
     *result_p = NULL;
 }
 
-/* --- consuming ------------------------------------------------------- */
-
-static sl__sub_t *s_sub_start(sl_client_t *c, const char *queue, uint32_t window, int *err)
-{
-    sl__sub_t *s = calloc(1, sizeof *s);
-    if (!s) {
-        *err = SL_ENOMEM;
-        return NULL;
-    }
-    s->client = c;
-    snprintf(s->queue, sizeof s->queue, "%s", queue);
-    s->window = window;
-    *err = SL_OK;
-    return s;
-}
-
-/* Register s (unless the queue is taken) and tell the I/O thread. */
-static int s_sub_register(sl_client_t *c, sl__sub_t *s)
-{
-    pthread_mutex_lock(&c->lock);
-    for (sl__sub_t *t = c->subs; t; t = t->next)
-        if (t->active && strcmp(t->queue, s->queue) == 0) {
-            pthread_mutex_unlock(&c->lock);
-            return SL_ESTATE;
-        }
-    s->active = true;
-    s->next = c->subs;
-    c->subs = s;
-    pthread_mutex_unlock(&c->lock);
-    /* From here the client owns s (it stays on the list until destroy). */
-    sl__cmd_t *cmd = s_cmd_new(SL__CMD_SUB);
-    int rc = cmd ? SL_OK : SL_ENOMEM;
-    if (rc == SL_OK) {
-        cmd->sub = s;
-        rc = sl__client_cmd(c, cmd);
-    }
-    if (rc != SL_OK) {
-        free(cmd);
-        pthread_mutex_lock(&c->lock);
-        s->active = false;
-        pthread_mutex_unlock(&c->lock);
-        if (s->out)
-            sl_chan_close(s->out);
-    }
-    return rc;
-}
-
-static int s_sub_args(sl_client_t *self, const char *queue, uint32_t window)
-{
-    if (!self || sl_queue_name_check(queue) != SL_OK || window == 0)
-        return SL_EINVAL;
-    if (atomic_load(&self->closed))
-        return SL_ECLOSED;
-    return SL_OK;
-}
-
-sl_chan_t *sl_client_subscribe(sl_client_t *self, const char *queue, uint32_t credit, int *err)
-{
-    int rc = s_sub_args(self, queue, credit);
-    sl__sub_t *s = NULL;
-    if (rc == SL_OK)
-        s = s_sub_start(self, queue, credit, &rc);
-    if (s) {
-        /* Room for the whole window and then some: the node never sends
-         * more than the window, so the I/O thread's offer never fails. */
-        s->out = sl_chan_new(SL_BUF_FIXED, (size_t)credit * 2 + 16);
-        if (!s->out) {
-            free(s);
-            s = NULL;
-            rc = SL_ENOMEM;
-        }
-    }
-    if (s) {
-        sl_chan_t *out = sl_chan_ref(s->out);
-        rc = s_sub_register(self, s);
-        if (rc == SL_ESTATE) {
-            sl_chan_destroy(&out);
-            sl_chan_destroy(&s->out);
-            free(s);
-        } else if (rc == SL_OK) {
-            return out;
-        } else {
-            sl_chan_destroy(&out);
-        }
-    }
-    if (err)
-        *err = rc;
-    return NULL;
-}
-
-int sl_client_consume(sl_client_t *self, const char *queue, uint32_t concurrency,
-                      sl_handler_fn fn, void *arg, int flags)
-{
-    int rc = s_sub_args(self, queue, concurrency);
-    if (rc != SL_OK)
-        return rc;
-    if (!fn || (flags & ~SL_CONSUME_BLOCKING))
-        return SL_EINVAL;
-    sl__sub_t *s = s_sub_start(self, queue, concurrency, &rc);
-    if (!s)
-        return rc;
-    s->fn = fn;
-    s->arg = arg;
-    s->flags = flags;
-    rc = s_sub_register(self, s);
-    if (rc == SL_ESTATE)
-        free(s);
-    return rc;
-}
-
-int sl_client_unsubscribe(sl_client_t *self, const char *queue, int64_t deadline)
-{
-    if (!self || !queue)
-        return SL_EINVAL;
-    sl__sub_t *s = NULL;
-    pthread_mutex_lock(&self->lock);
-    for (sl__sub_t *t = self->subs; t; t = t->next)
-        if (t->active && strcmp(t->queue, queue) == 0) {
-            s = t;
-            t->active = false;
-            break;
-        }
-    pthread_mutex_unlock(&self->lock);
-    if (!s)
-        return SL_ENOTFOUND;
-    sl__cmd_t *cmd = s_cmd_new(SL__CMD_UNSUB);
-    sl_chan_t *done = sl_chan_new(SL_BUF_PROMISE, 0);
-    if (!cmd || !done) {
-        free(cmd);
-        sl_chan_destroy(&done);
-        return SL_ENOMEM;
-    }
-    cmd->sub = s;
-    cmd->done = sl_chan_ref(done);
-    int rc = sl__client_cmd(self, cmd);
-    if (rc != SL_OK) {
-        sl_chan_destroy(&cmd->done);
-        free(cmd);
-        sl_chan_destroy(&done);
-        return rc;
-    }
-    void *v = NULL;
-    rc = sl_take_until(done, &v, deadline);
-    sl_chan_destroy(&done);
-    if (rc == SL_OK)
-        return (int)(intptr_t)v;
-    return rc == SL_ETIMEDOUT ? SL_ETIMEDOUT : SL_ECLOSED;
-}
-
-static sl__delivery_t *s_delivery(sl_delivery_t *d)
-{
-    sl__delivery_t *in = (sl__delivery_t *)d;
-    return in && in->magic == SL__DELIVERY_MAGIC ? in : NULL;
-}
-
-/* Ack or fail: the lease goes to the I/O thread, the delivery is freed. */
-static int s_settle(sl_client_t *self, sl_delivery_t **d_p, int kind, bool retryable,
-                    const char *error)
-{
-    if (!self || !d_p)
-        return SL_EINVAL;
-    sl__delivery_t *d = s_delivery(*d_p);
-    if (!d || d->sub->client != self)
-        return SL_EINVAL;
-    sl__cmd_t *cmd = s_cmd_new(kind);
-    int rc = SL_ENOMEM;
-    if (cmd) {
-        cmd->sub = d->sub;
-        cmd->lease = d->lease;
-        cmd->retryable = retryable;
-        if (kind == SL__CMD_FAIL && error && !(cmd->error = strdup(error)))
-            cmd->kind = SL__CMD_DONE; /* no memory for the text: let it expire */
-        rc = sl__client_cmd(self, cmd);
-        if (rc != SL_OK) {
-            free(cmd->error);
-            free(cmd);
-        }
-    }
-    sl__delivery_free(&d);
-    *d_p = NULL;
-    return rc;
-}
-
-int sl_client_ack(sl_client_t *self, sl_delivery_t **d_p)
-{
-    return s_settle(self, d_p, SL__CMD_ACK, false, NULL);
-}
-
-int sl_client_fail(sl_client_t *self, sl_delivery_t **d_p, bool retryable, const char *error)
-{
-    return s_settle(self, d_p, SL__CMD_FAIL, retryable, error);
-}
-
 int sl_client_touch(sl_client_t *self, sl_delivery_t *pub, uint32_t extend_ms, int64_t deadline)
 {
-    sl__delivery_t *d = s_delivery(pub);
-    if (!self || !d || d->sub->client != self)
+    sl__delivery_t *d = self ? sl__delivery_owned(&self, pub) : NULL;
+    if (!d)
         return SL_EINVAL;
     sl__req_t *r = sl__req_new(SL__REQ_TOUCH, atomic_fetch_add(&self->next_corr, 1), deadline);
     if (!r)
@@ -705,9 +635,19 @@ int sl_client_admin(sl_client_t *self, sl_admin_op_t op, const char *queue,
         memset(reply, 0, sizeof *reply);
     if (!self || !reply || op < SL_ADMIN_STATS || op > SL_ADMIN_DRAIN)
         return SL_EINVAL;
+    if (self->cluster)
+        return sl__cluster_admin(self, op, queue, reply, deadline);
+    return sl__client_admin(self, (int)op, queue, reply, NULL, deadline);
+}
+
+int sl__client_admin(sl_client_t *self, int op, const char *queue, sl_admin_reply_t *reply,
+                     sl_cluster_view_t *view, int64_t deadline)
+{
+    memset(reply, 0, sizeof *reply);
     if (queue && !*queue && op == SL_ADMIN_STATS)
         queue = NULL;
-    if ((queue || op != SL_ADMIN_STATS) && sl_queue_name_check(queue) != SL_OK) {
+    bool any_queue = op == SL_ADMIN_STATS || op == SL__ADMIN_CLUSTER;
+    if ((queue || !any_queue) && sl_queue_name_check(queue) != SL_OK) {
         snprintf(reply->node_text, sizeof reply->node_text,
                  "invalid queue name: 1-%d characters from [A-Za-z0-9._:-]", SL_QUEUE_NAME_MAX);
         return SL_EINVAL;
@@ -735,6 +675,10 @@ int sl_client_admin(sl_client_t *self, sl_admin_op_t op, const char *queue,
     sl__reply_t *rep = s_reply_take(&p, &rc);
     if (rep) {
         *reply = rep->admin; /* the queues array moves to the caller */
+        if (view)
+            *view = rep->view; /* and so do the view's arrays */
+        else
+            sl_cluster_view_release(&rep->view);
         free(rep);
     }
     return rc;

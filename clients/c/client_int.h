@@ -1,13 +1,21 @@
 /* client_int.h -- libsluice's internal objects, shared by client.c (the
- * calls users make), io.c (the I/O thread that owns the socket), req.c
- * (the table of requests awaiting an answer) and delivery.c (deliveries,
- * consume handlers).
+ * calls users make), sub.c (subscriptions: subscribe, consume, unsubscribe,
+ * ack, fail), io.c (the I/O thread that owns the socket), req.c (the table
+ * of requests awaiting an answer) and delivery.c (deliveries, consume
+ * handlers).
  *
  * Threads: users never touch the socket. Every call turns into an
  * sl__cmd_t put on `cmds`, which the I/O thread drains (it polls the
  * channel's eventfd and the socket together). Answers come back on promise
  * channels made by the caller. Fields marked "io" belong to the I/O thread
- * alone; the subscription list is shared under `lock`. */
+ * alone; the subscription list is shared under `lock`.
+ *
+ * Cluster mode (cluster.c, route.c, csub.c; cluster_int.h): the client the
+ * user holds has no socket of its own; it owns a cluster object whose
+ * thread talks to the coordinator through an inner client of this kind,
+ * and one inner client per node. Inner clients hand the cluster what they
+ * do not handle themselves through a tap, and name the user's client as
+ * `parent` (what handlers receive). */
 #ifndef SLUICE_CLIENT_INT_H
 #define SLUICE_CLIENT_INT_H
 
@@ -26,9 +34,16 @@
 #define SL__CLIENT_CMDS_CAP 4096
 #define SL__CLIENT_BATCH 256    /* messages or commands handled per wake-up */
 #define SL__ERR_TEXT_MAX 256
+#define SL__ADMIN_CLUSTER 4     /* Admin.op CLUSTER: a coordinator's question */
 
 typedef struct sl__sub sl__sub_t;
 typedef struct sl__req sl__req_t;
+typedef struct sl__cluster sl__cluster_t;
+
+/* Called on an inner client's I/O thread with an envelope it does not
+ * handle itself (RouteTable, Assignment, an Error answering no request);
+ * env is borrowed for the call. */
+typedef void (*sl__tap_fn)(void *arg, const Sluice__V1__Envelope *env);
 
 /* A request awaiting an answer matched by corr: a publish, an admin call
  * or a touch. Made by the caller with the envelope already encoded; owned
@@ -46,6 +61,9 @@ struct sl__req {
     sl_chan_t *promise;         /* one reference; receives the result       */
     size_t n_jobs;              /* PUBLISH: jobs, in order, with their ids  */
     uint8_t (*ids)[SL_ID_LEN];
+    sl_chan_t *notify;          /* borrowed, may be NULL: gets `tag` once the
+                                   promise holds the result                 */
+    void *tag;
     /* io: */
     int64_t sent_at;            /* last send, monotonic ns                  */
     sl__req_t *hnext;           /* hash chain                               */
@@ -57,6 +75,7 @@ struct sl__req {
 typedef struct {
     int status;
     sl_admin_reply_t admin;     /* ADMIN                                    */
+    sl_cluster_view_t view;     /* ADMIN CLUSTER                            */
     int64_t lease_expires_ms;   /* TOUCH                                    */
     uint64_t lease_id;          /* TOUCH                                    */
 } sl__reply_t;
@@ -88,6 +107,9 @@ struct sl__sub {
     char queue[SL_QUEUE_NAME_MAX + 1];
     uint32_t window;            /* credit / concurrency                     */
     sl_chan_t *out;             /* subscribe: deliveries; NULL for consume  */
+    bool out_shared;            /* out is a cluster subscription's, fed by
+                                   several nodes: never closed here         */
+    uint64_t member_epoch;      /* io: sent in Subscribe (0 = none)         */
     sl_handler_fn fn;           /* consume                                  */
     void *arg;
     int flags;
@@ -111,7 +133,10 @@ enum {
     SL__CMD_SUB,                /* start sub                                */
     SL__CMD_UNSUB,              /* stop sub; close `done` when idle         */
     SL__CMD_DONE,               /* a delivery ended without ack or fail     */
-    SL__CMD_STOP                /* destroy: finish and exit                 */
+    SL__CMD_STOP,               /* destroy: finish and exit                 */
+    SL__CMD_SEND,               /* send buf once; no answer awaited         */
+    SL__CMD_CANCEL,             /* give up the request `corr` (SL_ECLOSED)  */
+    SL__CMD_RESUB               /* sub: new window and member epoch         */
 };
 
 typedef struct {
@@ -122,9 +147,18 @@ typedef struct {
     bool retryable;             /* FAIL                                     */
     char *error;                /* FAIL: owned, may be NULL                 */
     sl_chan_t *done;            /* UNSUB: promise of an int status          */
+    uint8_t *buf;               /* SEND: owned                              */
+    size_t len;
+    uint64_t corr;              /* CANCEL                                   */
+    uint32_t window;            /* RESUB                                    */
+    uint64_t member_epoch;      /* RESUB                                    */
 } sl__cmd_t;
 
 struct sl_client {
+    sl__cluster_t *cluster;     /* cluster mode: everything else is unused  */
+    sl_client_t *parent;        /* an inner client: the user's client       */
+    sl__tap_fn tap;             /* an inner client: unhandled envelopes     */
+    void *tap_arg;
     char *endpoint;
     char *consumer_id;
     int heartbeat_ms;
@@ -175,6 +209,7 @@ struct sl_client {
         _Atomic bool connected, linked;
         _Atomic uint64_t epoch, sessions, sent, received, resent, pending, delivered,
             stale_leases, node_errors, bad_messages;
+        _Atomic int node_hb_ms;
     } ctr;
 };
 
@@ -203,12 +238,74 @@ int sl__err_from_node(int code);
 /* delivery.c */
 sl__delivery_t *sl__delivery_new(sl__sub_t *sub, const Sluice__V1__Delivery *pb);
 void sl__delivery_free(sl__delivery_t **d_p);
+/* d if it is a delivery of *self_p's (in cluster mode, of one of its node
+ * clients: *self_p becomes that client, which holds the lease); else NULL. */
+sl__delivery_t *sl__delivery_owned(sl_client_t **self_p, sl_delivery_t *d);
 /* Hand a delivery to its subscription (I/O thread): onto the channel, or
  * to a new handler. SL_OK, or an error with d still owned by the caller. */
 int sl__delivery_dispatch(sl__delivery_t *d);
 
 /* client.c */
 int sl__client_cmd(sl_client_t *c, sl__cmd_t *cmd);
+sl__cmd_t *sl__cmd_new(int kind);
 int64_t sl__wall_ms_now(void);
+/* The interval after which a silent peer is declared gone, in ms. */
+int sl__client_peer_interval_ms(sl_client_t *c);
+
+/* Inner clients (cluster mode). A node-mode client whose unhandled
+ * envelopes go to tap(tap_arg, env) and whose handlers receive parent.
+ * opts->coordinator is ignored. */
+sl_client_t *sl__client_new_inner(const sl_client_opts_t *opts, sl_client_t *parent,
+                                  sl__tap_fn tap, void *tap_arg, int *err);
+/* Send env once (corr as set), answered or not. SL_OK, SL_ENOMEM,
+ * SL_ETOOBIG, SL_ECLOSED. */
+int sl__client_send(sl_client_t *c, const Sluice__V1__Envelope *env);
+/* Encode a Publish of jobs into a new envelope buffer (caller owns *buf),
+ * picking ids for jobs without one into ids[i]. */
+int sl__publish_pack(sl_client_t *c, const sl_job_t *jobs, size_t n, uint8_t (*ids)[SL_ID_LEN],
+                     uint8_t **buf, size_t *len);
+/* Send pub (its jobs carry their ids) as one request; the promise (caller
+ * owns one reference) gets an sl_publish_result_t * as for
+ * sl_client_publish_async, and notify (may be NULL) gets tag afterwards.
+ * *corr names the request for sl__client_cancel. NULL with *err. */
+sl_chan_t *sl__client_publish_pb(sl_client_t *c, const Sluice__V1__Publish *pub,
+                                 int64_t deadline, sl_chan_t *notify, void *tag,
+                                 uint64_t *corr, int *err);
+/* Answer the request corr with SL_ECLOSED now, if still pending. */
+int sl__client_cancel(sl_client_t *c, uint64_t corr);
+/* Start a subscription with these settings: out (may be NULL: consume
+ * with fn) is shared, never closed by c; c keeps a reference. Returns the
+ * subscription (owned by c until destroy) or NULL with *err. */
+sl__sub_t *sl__client_sub_start(sl_client_t *c, const char *queue, uint32_t window,
+                                sl_chan_t *out, sl_handler_fn fn, void *arg, int flags,
+                                uint64_t member_epoch, int *err);
+/* Subscribe s again with a new window and member epoch. */
+int sl__client_sub_update(sl_client_t *c, sl__sub_t *s, uint32_t window, uint64_t member_epoch);
+/* Stop the subscription to queue (as sl_client_unsubscribe) without
+ * waiting: the promise (caller owns) gets an int status once the
+ * deliveries have ended. NULL with *err (SL_ENOTFOUND, ...). */
+sl_chan_t *sl__client_unsub_start(sl_client_t *c, const char *queue, int *err);
+/* Wait for an unsubscribe promise (consumed) until deadline. */
+int sl__client_unsub_wait(sl_chan_t **done_p, int64_t deadline);
+/* sl_client_admin with any op (CLUSTER too); view (may be NULL) gets a
+ * CLUSTER answer. */
+int sl__client_admin(sl_client_t *c, int op, const char *queue, sl_admin_reply_t *reply,
+                     sl_cluster_view_t *view, int64_t deadline);
+void sl__cluster_view_from_pb(sl_cluster_view_t *out, const Sluice__V1__ClusterView *pb,
+                              int *status);
+
+/* cluster.c: the public calls in cluster mode (cluster_int.h has the rest). */
+int sl__cluster_new(sl_client_t *c, const sl_client_opts_t *opts);
+void sl__cluster_destroy(sl_client_t *c);
+int sl__cluster_wait_connected(sl_client_t *c, int64_t deadline);
+void sl__cluster_counters(sl_client_t *c, sl_client_counters_t *out);
+sl_chan_t *sl__cluster_publish_async(sl_client_t *c, const sl_job_t *jobs, size_t n,
+                                     int64_t deadline, int *err);
+int sl__cluster_subscribe(sl_client_t *c, const char *queue, uint32_t window, sl_chan_t *out,
+                          sl_handler_fn fn, void *arg, int flags);
+int sl__cluster_unsubscribe(sl_client_t *c, const char *queue, int64_t deadline);
+int sl__cluster_admin(sl_client_t *c, sl_admin_op_t op, const char *queue,
+                      sl_admin_reply_t *reply, int64_t deadline);
+sl_client_t *sl__cluster_coordinator(sl_client_t *c);
 
 #endif

@@ -95,6 +95,18 @@ void sl__delivery_free(sl__delivery_t **d_p)
     *d_p = NULL;
 }
 
+sl__delivery_t *sl__delivery_owned(sl_client_t **self_p, sl_delivery_t *pub)
+{
+    sl__delivery_t *d = (sl__delivery_t *)pub;
+    if (!*self_p || !d || d->magic != SL__DELIVERY_MAGIC)
+        return NULL;
+    sl_client_t *c = d->sub->client;
+    if (c != *self_p && !((*self_p)->cluster && c->parent == *self_p))
+        return NULL;
+    *self_p = c;
+    return d;
+}
+
 void sl_delivery_set_error(sl_delivery_t *d, const char *error)
 {
     if (!d)
@@ -110,7 +122,8 @@ static void *s_run_handler(void *arg)
     sl__delivery_t *d = arg;
     sl__sub_t *s = d->sub;
     sl_client_t *c = s->client;
-    int rc = s->fn(c, &d->pub, s->arg);
+    /* A cluster's node client hands its handlers the user's client. */
+    int rc = s->fn(c->parent ? c->parent : c, &d->pub, s->arg);
     sl_delivery_t *pub = &d->pub;
     if (rc == SL_JOB_ACK) {
         sl_client_ack(c, &pub);

@@ -129,6 +129,7 @@ static void s_send_subscribe(sl_client_t *c, sl__sub_t *s)
     sub.queue = s->queue;
     sub.credit = credit;
     sub.consumer_id = c->consumer_id ? c->consumer_id : (char *)"";
+    sub.member_epoch = s->member_epoch;
     env_t env = SLUICE__V1__ENVELOPE__INIT;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE;
     env.subscribe = &sub;
@@ -308,7 +309,7 @@ static void s_sub_stop(sl_client_t *c, sl__sub_t *s)
         s_send_subscribe(c, s);
         s->window = w;
     }
-    if (s->out)
+    if (s->out && !s->out_shared)
         sl_chan_close(s->out);
 }
 
@@ -474,9 +475,13 @@ static void s_on_admin_reply(sl_client_t *c, uint64_t corr, Sluice__V1__AdminRep
                 o->consumers = q->consumers;
                 o->paused = q->paused;
                 s_copy(o->overflow, sizeof o->overflow, q->overflow);
+                o->publish_rate = q->publish_rate;
+                o->ack_rate = q->ack_rate;
             }
         }
     }
+    if (ar->cluster && rep->status == SL_OK)
+        sl__cluster_view_from_pb(&rep->view, ar->cluster, &rep->status);
     sl__req_complete_reply(r, rep);
 }
 
@@ -514,8 +519,16 @@ static void s_on_error(sl_client_t *c, uint64_t corr, Sluice__V1__Error *e)
 {
     atomic_fetch_add(&c->ctr.node_errors, 1);
     sl__req_t *r = corr ? sl__req_find(c, corr) : NULL;
-    if (!r)
+    if (!r) {
+        if (c->tap) { /* e.g. STALE_EPOCH for a subscription */
+            env_t env = SLUICE__V1__ENVELOPE__INIT;
+            env.corr = corr;
+            env.body_case = SLUICE__V1__ENVELOPE__BODY_ERROR;
+            env.error = e;
+            c->tap(c->tap_arg, &env);
+        }
         return;
+    }
     sl__req_remove(c, r);
     sl__req_complete_error(r, sl__err_from_node(e->code), e->code, e->text);
 }
@@ -555,8 +568,10 @@ static void s_on_env(sl_client_t *c, env_t *env)
 {
     switch (env->body_case) {
     case SLUICE__V1__ENVELOPE__BODY_HEARTBEAT:
-        if (env->heartbeat->interval_ms > 0 && env->heartbeat->interval_ms < 3600 * 1000)
+        if (env->heartbeat->interval_ms > 0 && env->heartbeat->interval_ms < 3600 * 1000) {
             c->node_hb_ms = (int)env->heartbeat->interval_ms;
+            atomic_store(&c->ctr.node_hb_ms, c->node_hb_ms);
+        }
         s_saw_epoch(c, env->heartbeat->epoch);
         break;
     case SLUICE__V1__ENVELOPE__BODY_CONFIRM:
@@ -573,6 +588,14 @@ static void s_on_env(sl_client_t *c, env_t *env)
         break;
     case SLUICE__V1__ENVELOPE__BODY_ERROR:
         s_on_error(c, env->corr, env->error);
+        break;
+    case SLUICE__V1__ENVELOPE__BODY_ROUTE_TABLE:
+    case SLUICE__V1__ENVELOPE__BODY_ASSIGNMENT:
+        if (c->tap) { /* the coordinator's: the cluster's business */
+            c->tap(c->tap_arg, env);
+            break;
+        }
+        atomic_fetch_add(&c->ctr.bad_messages, 1);
         break;
     default: /* requests a node never sends, or kinds newer than us */
         atomic_fetch_add(&c->ctr.bad_messages, 1);
@@ -661,6 +684,24 @@ static void s_on_cmd(sl_client_t *c, sl__cmd_t *cmd)
         }
         s_sub_idle_check(c, s);
         break;
+    case SL__CMD_SEND:
+        if (!c->stopping)
+            s_send_bytes(c, cmd->buf, cmd->len);
+        break;
+    case SL__CMD_CANCEL: {
+        sl__req_t *r = sl__req_find(c, cmd->corr);
+        if (r) {
+            sl__req_remove(c, r);
+            sl__req_complete_error(r, SL_ECLOSED, 0, "cancelled");
+        }
+        break;
+    }
+    case SL__CMD_RESUB:
+        s->window = cmd->window;
+        s->member_epoch = cmd->member_epoch;
+        if (s->live)
+            s_send_subscribe(c, s); /* credit: the new window less running */
+        break;
     case SL__CMD_STOP:
         c->stopping = true;
         for (sl__sub_t *t = s_subs(c); t; t = t->next)
@@ -686,6 +727,7 @@ static void s_drain_cmds(sl_client_t *c)
         s_on_cmd(c, cmd);
         if (cmd != &c->stop_cmd) {
             free(cmd->error);
+            free(cmd->buf);
             free(cmd);
         }
     }
@@ -783,7 +825,7 @@ void *sl__io_main(void *arg)
         sl__req_complete_error(r, SL_ECLOSED, 0, NULL);
     }
     for (sl__sub_t *s = s_subs(c); s; s = s->next) {
-        if (s->out)
+        if (s->out && !s->out_shared)
             sl_chan_close(s->out);
         s->live = false;
         s->running = 0; /* deliveries still held by the user go stale */

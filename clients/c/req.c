@@ -210,12 +210,23 @@ sl__req_t *sl__req_earliest(sl_client_t *c)
 
 /* --- completion ------------------------------------------------------ */
 
+/* The promise is settled: tell whoever asked to be told (a cluster, which
+ * then takes the result from the promise). */
+static void s_notify(sl__req_t *r)
+{
+    if (r->notify) {
+        int rc = sl_offer(r->notify, r->tag);
+        (void)rc; /* unbounded in practice; closed only once nobody listens */
+    }
+}
+
 static void s_deliver(sl__req_t *r, void *value)
 {
     /* A promise never makes a put wait, and nobody else puts on it. */
     int rc = sl_offer(r->promise, value);
     (void)rc;
     sl_chan_close(r->promise);
+    s_notify(r);
 }
 
 static void s_copy_text(char *dst, size_t cap, const char *src)
@@ -239,6 +250,7 @@ void sl__req_complete_publish(sl__req_t *r, int status, const char *text,
     if (!res) {
         /* The waiter takes ECLOSED from a closed, empty promise. */
         sl_chan_close(r->promise);
+        s_notify(r);
         sl__req_free(&r);
         return;
     }
@@ -284,6 +296,7 @@ void sl__req_complete_error(sl__req_t *r, int status, int node_code, const char 
     sl__reply_t *rep = calloc(1, sizeof *rep);
     if (!rep) {
         sl_chan_close(r->promise);
+        s_notify(r);
         sl__req_free(&r);
         return;
     }

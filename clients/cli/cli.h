@@ -18,9 +18,14 @@ enum {
 
 typedef struct {
     const char *endpoint;
+    const char *coordinator;    /* cluster mode when set (endpoint unused) */
     int timeout_ms;
     int verbose;
 } sl_cli_t;
+
+/* What the command talks to: the coordinator's endpoint in cluster mode,
+ * else the node's; for messages. */
+const char *sl_cli_target(const sl_cli_t *cli);
 
 /* Print "sluice: <message>\n" to stderr. */
 void sl_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -29,7 +34,7 @@ void sl_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * returns -1 when s is not one within [min, max]. */
 int sl_cli_num(const char *opt, const char *s, long long min, long long max, long long *out);
 
-/* A client for cli->endpoint, or NULL with the error printed and *code set
+/* A client for cli->endpoint (a cluster client with --coordinator), or NULL with the error printed and *code set
  * to the exit code. Caller owns. Connecting is not waited for: each
  * command's first request, bounded by --timeout-ms, tells whether the node
  * is there (the node speaks first only at its next heartbeat). */

@@ -292,10 +292,18 @@ int sl_cli_consume(const sl_cli_t *cli, int argc, char **argv)
     if (!client)
         return code;
     /* Is the node there? One queue's stats answer at once ("no such
-     * queue" is an answer too). */
+     * queue" is an answer too). In cluster mode: is the coordinator? */
     sl_admin_reply_t probe;
-    int rc = sl_client_admin(client, SL_ADMIN_STATS, c.queue, &probe,
+    int rc;
+    if (cli->coordinator) {
+        sl_cluster_view_t view;
+        memset(&probe, 0, sizeof probe);
+        rc = sl_client_cluster(client, &view, sl_deadline_ms(cli->timeout_ms));
+        sl_cluster_view_release(&view);
+    } else {
+        rc = sl_client_admin(client, SL_ADMIN_STATS, c.queue, &probe,
                              sl_deadline_ms(cli->timeout_ms));
+    }
     sl_admin_reply_release(&probe);
     if (rc != SL_OK && rc != SL_ENOTFOUND) {
         code = sl_cli_fail(cli, client, "consume", rc, probe.node_text);
@@ -311,7 +319,7 @@ int sl_cli_consume(const sl_cli_t *cli, int argc, char **argv)
     }
     if (cli->verbose)
         fprintf(stderr, "sluice: consuming '%s' from '%s', %lld at a time\n", c.queue,
-                cli->endpoint, concurrency);
+                sl_cli_target(cli), concurrency);
     int sig = 0;
     sigwait(&sigs, &sig);
     size_t running = s_running(&c);

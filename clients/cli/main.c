@@ -1,5 +1,5 @@
 /* main.c -- the sluice command: publish, consume and administer queues on
- * a Sluice node from the shell. Global options, subcommand dispatch and
+ * a Sluice node, or a cluster through its coordinator, from the shell. Global options, subcommand dispatch and
  * what the subcommands share (connecting, error messages, exit codes). */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,15 +13,16 @@
 #include "cli.h"
 
 static const char s_usage[] =
-    "usage: sluice [--endpoint URL] [--timeout-ms N] [-v] COMMAND [ARGS]\n"
+    "usage: sluice [--endpoint URL | --coordinator URL] [--timeout-ms N] [-v] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
     "  publish QUEUE [PAYLOAD...]   publish each PAYLOAD (or each stdin line) as a job\n"
     "      --delay-ms N  --priority 0-9  --key KEY  --ttl-ms N  --max-attempts N\n"
+    "      --routing-key KEY (cluster: same key, same node)\n"
     "  consume QUEUE --exec CMD     run CMD (/bin/sh -c) per job, payload on stdin\n"
     "      --concurrency N  --max-jobs N  --touch-ms N\n"
     "      CMD exit 0: ack; 100: permanent failure (dead); other: retry later\n"
-    "  stats [QUEUE]                table of queues\n"
+    "  stats [QUEUE]                table of queues (cluster: nodes, queues, consumers)\n"
     "  pause QUEUE                  stop deliveries (publishes still accepted)\n"
     "  resume QUEUE                 deliver again (also ends drain)\n"
     "  drain QUEUE                  refuse publishes, deliver what is left\n"
@@ -29,6 +30,8 @@ static const char s_usage[] =
     "options:\n"
     "  --endpoint URL    node to talk to (env SLUICE_ENDPOINT; default " SL_CLIENT_ENDPOINT_DEFAULT
     ")\n"
+    "  --coordinator URL cluster mode: find nodes through sluice-coordinator at URL\n"
+    "                    (env SLUICE_COORDINATOR); --endpoint is then unused\n"
     "  --timeout-ms N    give up when the node has not answered in N ms (default 5000)\n"
     "  -v, --verbose     say more (consume: one line per job on stderr)\n"
     "\n"
@@ -58,15 +61,20 @@ int sl_cli_num(const char *opt, const char *s, long long min, long long max, lon
     return 0;
 }
 
+const char *sl_cli_target(const sl_cli_t *cli)
+{
+    return cli->coordinator ? cli->coordinator : cli->endpoint;
+}
+
 sl_client_t *sl_cli_connect(const sl_cli_t *cli, int *code)
 {
     int err = SL_OK;
-    sl_client_opts_t o = {.endpoint = cli->endpoint};
+    sl_client_opts_t o = {.endpoint = cli->endpoint, .coordinator = cli->coordinator};
     sl_client_t *c = sl_client_new(&o, &err);
     if (!c) {
         if (err == SL_EINVAL) {
-            sl_cli_err("invalid endpoint '%s' (expected e.g. tcp://127.0.0.1:7450)",
-                       cli->endpoint);
+            sl_cli_err("invalid endpoint '%s' (expected e.g. tcp://127.0.0.1:%s)",
+                       sl_cli_target(cli), cli->coordinator ? "7440" : "7450");
             *code = SL_CLI_USAGE;
         } else {
             sl_cli_err("cannot create a client: %s", sl_strerror(err));
@@ -84,18 +92,23 @@ int sl_cli_fail(const sl_cli_t *cli, sl_client_t *client, const char *what, int 
     sl_client_counters_t k = {0};
     if (client)
         sl_client_counters(client, &k);
+    const char *peer = cli->coordinator ? "coordinator" : "node";
     switch (rc) {
     case SL_ETIMEDOUT:
         if (k.received == 0 && !k.linked)
-            sl_cli_err("cannot reach node at '%s': no answer within %d ms", cli->endpoint,
-                       cli->timeout_ms);
+            sl_cli_err("cannot reach %s at '%s': no answer within %d ms", peer,
+                       sl_cli_target(cli), cli->timeout_ms);
+        else if (cli->coordinator && strcmp(what, "publish") == 0 && k.routes == 0)
+            sl_cli_err("publish: no route to a node within %d ms (does the coordinator "
+                       "at '%s' list any live node?)",
+                       cli->timeout_ms, cli->coordinator);
         else if (strcmp(what, "publish") == 0)
             sl_cli_err("publish: no confirm within %d ms (a full queue under the block "
                        "policy holds confirms back; --timeout-ms waits longer)",
                        cli->timeout_ms);
         else
-            sl_cli_err("%s: node at '%s' did not answer within %d ms", what, cli->endpoint,
-                       cli->timeout_ms);
+            sl_cli_err("%s: %s at '%s' did not answer within %d ms", what, peer,
+                       sl_cli_target(cli), cli->timeout_ms);
         return SL_CLI_UNREACHABLE;
     case SL_ECLOSED:
         sl_cli_err("%s: connection closed", what);
@@ -113,6 +126,7 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"endpoint", required_argument, NULL, 'e'},
+        {"coordinator", required_argument, NULL, 'c'},
         {"timeout-ms", required_argument, NULL, 't'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -121,6 +135,9 @@ int main(int argc, char **argv)
     sl_cli_t cli = {.endpoint = getenv("SLUICE_ENDPOINT"), .timeout_ms = 5000};
     if (!cli.endpoint || !*cli.endpoint)
         cli.endpoint = SL_CLIENT_ENDPOINT_DEFAULT;
+    cli.coordinator = getenv("SLUICE_COORDINATOR");
+    if (cli.coordinator && !*cli.coordinator)
+        cli.coordinator = NULL;
     signal(SIGPIPE, SIG_IGN);
     int ch;
     long long v;
@@ -130,6 +147,9 @@ int main(int argc, char **argv)
         switch (ch) {
         case 'e':
             cli.endpoint = optarg;
+            break;
+        case 'c':
+            cli.coordinator = *optarg ? optarg : NULL;
             break;
         case 't':
             if (sl_cli_num("--timeout-ms", optarg, 1, 86400000, &v) != 0)

@@ -161,6 +161,7 @@ int sl_cli_publish(const sl_cli_t *cli, int argc, char **argv)
         {"key", required_argument, NULL, 'k'},
         {"ttl-ms", required_argument, NULL, 't'},
         {"max-attempts", required_argument, NULL, 'm'},
+        {"routing-key", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -192,11 +193,17 @@ int sl_cli_publish(const sl_cli_t *cli, int argc, char **argv)
                 return SL_CLI_USAGE;
             p.tmpl.max_attempts = (uint32_t)v;
             break;
+        case 'r':
+            p.tmpl.routing_key = optarg;
+            break;
         case 'h':
             printf("usage: sluice publish QUEUE [PAYLOAD...] [--delay-ms N] [--priority 0-9]\n"
                    "                      [--key KEY] [--ttl-ms N] [--max-attempts N]\n"
+                   "                      [--routing-key KEY]\n"
                    "Each PAYLOAD, or else each non-blank line of stdin, is one job.\n"
-                   "Prints '<job id> accepted|duplicate|rejected <reason>' per job.\n");
+                   "Prints '<job id> accepted|duplicate|rejected <reason>' per job.\n"
+                   "--routing-key (with --coordinator): every job to the node the key\n"
+                   "hashes to, so they keep their order.\n");
             return SL_CLI_OK;
         default:
             sl_cli_err("publish: unknown option '%s' (see sluice publish --help)",

@@ -2,7 +2,10 @@
  * queues on a node, over the wire protocol of docs/protocol.md.
  *
  * One sl_client_t is one connection (a ZeroMQ DEALER) to one node, served
- * by one I/O thread the client owns; every call below is thread-safe and
+ * by one I/O thread the client owns -- or, made with a coordinator, a
+ * cluster client that finds nodes through sluice-coordinator and keeps one
+ * such connection per node it publishes to or consumes from (see "Cluster
+ * mode" in docs/client.md). Every call below is thread-safe and
  * may be made from plain threads, sl_go coroutines (waits park the
  * coroutine) or sl_thread tasks. Asynchronous results arrive on sluice/chan
  * channels. Deadlines are absolute CLOCK_MONOTONIC nanoseconds, as in
@@ -46,14 +49,24 @@ typedef struct {
                                  1 MiB (the node's default). Larger outgoing
                                  requests fail with SL_ETOOBIG             */
     const char *consumer_id;  /* name sent in Subscribe, shown in stats;
-                                 NULL = none                               */
+                                 NULL = none. Cluster mode: the consumer
+                                 and client id the coordinator knows us by
+                                 (unique per client); NULL =
+                                 "<hostname>:<pid>:<random hex>"           */
     int linger_ms;            /* on destroy, how long unsent messages may
                                  still go out while the node is reachable;
                                  0 = 1000, < 0 = none                      */
+    const char *coordinator;  /* cluster mode: the sluice-coordinator's
+                                 endpoint. When set, endpoint is ignored:
+                                 producers are routed and consumers
+                                 assigned to nodes by the coordinator.
+                                 NULL = one node, at endpoint              */
 } sl_client_opts_t;
 
 /* Create a client for opts->endpoint (NULL opts: all defaults) and start
- * its I/O thread. Connecting is asynchronous: requests made before the
+ * its I/O thread; with opts->coordinator, a cluster client (its thread
+ * talks to the coordinator; node connections are made as routes and
+ * assignments name them). Connecting is asynchronous: requests made before the
  * node answers are queued and sent when it does; sl_client_wait_connected
  * waits for that. Returns the client (caller owns; sl_client_destroy), or
  * NULL with *err (may be NULL) set to SL_EINVAL (bad endpoint or option),
@@ -69,11 +82,14 @@ sl_client_t *sl_client_new(const sl_client_opts_t *opts, int *err);
 void sl_client_destroy(sl_client_t **self_p);
 
 /* Wait until the node has answered in the current session (any message
- * counts). SL_OK, SL_ETIMEDOUT at deadline, SL_ECLOSED if destroyed. */
+ * counts); in cluster mode, until the coordinator has. SL_OK, SL_ETIMEDOUT
+ * at deadline, SL_ECLOSED if destroyed. */
 int sl_client_wait_connected(sl_client_t *self, int64_t deadline);
 
 /* Counters and connection state; a consistent-enough snapshot (each field
- * is read atomically). */
+ * is read atomically). In cluster mode `connected`, `linked` and `epoch`
+ * are the coordinator's, the other counters are summed over the node
+ * connections and the coordinator's, and the cluster fields are set. */
 typedef struct {
     bool connected;          /* the node answered and has not been silent
                                 for 3 intervals since                      */
@@ -91,6 +107,21 @@ typedef struct {
     uint64_t stale_leases;   /* acks, fails and touches the node refused   */
     uint64_t node_errors;    /* Error envelopes received                   */
     uint64_t bad_messages;   /* undecodable or oversized envelopes dropped */
+    /* cluster mode only (0 otherwise): */
+    uint32_t nodes;          /* nodes this client has a connection to      */
+    uint32_t nodes_up;       /* ... of which answering now                 */
+    uint32_t routes;         /* routes in the route tables held, all queues */
+    uint32_t assigned;       /* nodes in the assignments held, all queues  */
+    uint64_t assignment_epoch; /* newest assignment epoch applied          */
+    uint64_t route_tables;   /* route tables applied                       */
+    uint64_t assignments;    /* assignments applied                        */
+    uint64_t unrouted;       /* publishes waiting for a route now          */
+    uint64_t failovers;      /* publishes moved off a node that left the
+                                route table or went silent                 */
+    uint64_t republished;    /* jobs those failovers sent again elsewhere  */
+    uint64_t stale_epochs;   /* subscriptions a node refused with
+                                STALE_EPOCH (each asks the coordinator
+                                again)                                     */
 } sl_client_counters_t;
 void sl_client_counters(sl_client_t *self, sl_client_counters_t *out);
 
@@ -120,6 +151,11 @@ typedef struct {
     const char *breaker_key;      /* NULL/"" = none                       */
     const sl_header_t *headers;
     size_t n_headers;
+    const char *routing_key;      /* cluster mode: jobs with the same key
+                                     go to the same node (rendezvous
+                                     hashing over node ids), so they keep
+                                     their order; NULL/"" = least loaded.
+                                     Not sent                             */
 } sl_job_t;
 
 typedef enum {
@@ -138,7 +174,12 @@ typedef struct {
 } sl_confirm_t;
 
 /* Publish n jobs (n >= 1) in one request and wait for the node's confirm
- * of each, in order, into confirms[0..n-1] (caller's array). A job that is
+ * of each, in order, into confirms[0..n-1] (caller's array). In cluster
+ * mode the jobs go to the nodes the route tables pick (one request per
+ * node); a job whose node leaves the table or goes silent for 3 of its
+ * intervals is sent again, same id, to another route, and its confirm is
+ * the one from wherever it landed; with no route yet the call waits for
+ * one until deadline (SL_ETIMEDOUT). A job that is
  * not confirmed when the connection is re-established or the node
  * restarts is sent again with the same id (the node deduplicates). Under
  * the node's `block` overflow policy the confirm comes only when there is
@@ -286,6 +327,8 @@ typedef struct {
     uint32_t consumers;
     bool paused;
     char overflow[16];            /* block | drop-new | drop-oldest       */
+    double publish_rate;          /* jobs/s accepted, recent window       */
+    double ack_rate;              /* jobs/s acked, recent window          */
 } sl_queue_stats_t;
 
 typedef enum {
@@ -318,12 +361,80 @@ int sl_client_admin(sl_client_t *self, sl_admin_op_t op, const char *queue,
 void sl_admin_reply_release(sl_admin_reply_t *reply);
 
 /* Shorthands. sl_client_stats: *stats_out gets an array of *n_out queues
- * (caller owns; free()). */
+ * (caller owns; free()).
+ *
+ * Cluster mode: sl_client_admin and the shorthands ask every node the
+ * coordinator lists as alive. STATS sums each queue over the nodes
+ * (capacity included; `paused` if paused on any); the other ops must
+ * succeed on every node that has the queue (the first failure is
+ * returned, node_text naming the node); SL_ENOTFOUND only when no node has
+ * it. node_id and epoch are the coordinator's, peers the nodes asked. */
 int sl_client_stats(sl_client_t *self, const char *queue, sl_queue_stats_t **stats_out,
                     size_t *n_out, int64_t deadline);
 int sl_client_pause(sl_client_t *self, const char *queue, int64_t deadline);
 int sl_client_resume(sl_client_t *self, const char *queue, int64_t deadline);
 int sl_client_drain(sl_client_t *self, const char *queue, int64_t deadline);
+
+/* --- The cluster, as the coordinator sees it ------------------------- */
+
+/* Load of one queue on one node. */
+typedef struct {
+    char queue[SL_QUEUE_NAME_MAX + 1];
+    uint64_t depth, delayed, in_flight;
+    uint32_t consumers;
+    double publish_rate, ack_rate;   /* jobs/s over the node's rate window */
+} sl_queue_load_t;
+
+typedef struct {
+    char node_id[128];
+    char endpoint[256];
+    bool alive;                      /* false: declared dead, kept as a
+                                        tombstone                         */
+    bool fenced;                     /* refusing work until it rejoins    */
+    uint64_t member_epoch;
+    uint64_t incarnation;            /* the node process's own epoch      */
+    uint32_t capacity;               /* relative weight (0 reported: 100) */
+    uint32_t interval_ms;            /* its status interval               */
+    int64_t last_seen_ms;            /* coordinator's wall clock          */
+    sl_queue_load_t *queues;
+    size_t n_queues;
+} sl_cluster_node_t;
+
+/* A node in a consumer's assignment. */
+typedef struct {
+    char node_id[128];
+    char endpoint[256];
+    uint64_t member_epoch;
+    uint32_t share;                  /* of the consumer's concurrency, in
+                                        1/1000                            */
+} sl_node_ref_t;
+
+typedef struct {
+    char consumer_id[128];
+    char queue[SL_QUEUE_NAME_MAX + 1];
+    uint32_t concurrency;
+    uint64_t epoch;                  /* its assignment epoch              */
+    sl_node_ref_t *nodes;
+    size_t n_nodes;
+} sl_cluster_consumer_t;
+
+typedef struct {
+    char coordinator_id[128];
+    uint64_t epoch;                  /* the coordinator's latest epoch    */
+    sl_cluster_node_t *nodes;        /* sorted by the coordinator         */
+    size_t n_nodes;
+    sl_cluster_consumer_t *consumers;
+    size_t n_consumers;
+} sl_cluster_view_t;
+
+/* Ask the coordinator for the whole cluster (Admin{CLUSTER}) into *view
+ * (zeroed first; release with sl_cluster_view_release whatever the
+ * result). A cluster client asks its coordinator; a single-node client
+ * asks whatever its endpoint is (a node refuses: SL_EPROTO). SL_OK, or
+ * SL_EPROTO / SL_ESTATE (refused; the view is empty), SL_ETIMEDOUT,
+ * SL_ECLOSED, SL_EINVAL, SL_ENOMEM. */
+int sl_client_cluster(sl_client_t *self, sl_cluster_view_t *view, int64_t deadline);
+void sl_cluster_view_release(sl_cluster_view_t *view);
 
 #ifdef __cplusplus
 }
