@@ -147,6 +147,11 @@ const char *it_node_bin(void) { return SLUICE_NODE_BIN; }
 const char *it_cli_bin(void) { return SLUICE_CLI_BIN; }
 const char *it_consumer_bin(void) { return ITEST_CONSUMER_BIN; }
 const char *it_producer_bin(void) { return ITEST_PRODUCER_BIN; }
+#ifdef SLUICE_COORD_BIN
+const char *it_coord_bin(void) { return SLUICE_COORD_BIN; }
+#else
+const char *it_coord_bin(void) { return NULL; }
+#endif
 
 static char s_scratch[PATH_MAX];
 
@@ -250,6 +255,15 @@ void it_node_start(sl_testnode_t *n, const char *const *extra)
     if (sl_testnode_start(n, it_node_bin(), 0, extra) != 0)
         fail_msg("cannot start %s", it_node_bin());
     it_track(n->pid);
+}
+
+void it_coord_start(sl_testnode_t *c, const char *const *extra)
+{
+    if (!it_coord_bin())
+        fail_msg("this build has no sluice-coordinator");
+    if (sl_testnode_start(c, it_coord_bin(), 0, extra) != 0)
+        fail_msg("cannot start %s", it_coord_bin());
+    it_track(c->pid);
 }
 
 sl_client_t *it_client(const char *endpoint)

@@ -53,6 +53,8 @@ const char *it_node_bin(void);
 const char *it_cli_bin(void);
 const char *it_consumer_bin(void);
 const char *it_producer_bin(void);
+/* sluice-coordinator, or NULL when the build has none. */
+const char *it_coord_bin(void);
 
 /* A fresh scratch directory for this test (caller must not free); removed
  * by it_scratch_cleanup when the test passed, kept (and named on stderr)
@@ -91,6 +93,11 @@ int it_teardown(void **state);
  * (NULL-terminated) and wait for its "listening" line. Tracked for
  * it_kill_all. Fails the test if it does not come up. */
 void it_node_start(sl_testnode_t *n, const char *const *extra);
+
+/* Start sluice-coordinator on tcp://127.0.0.1:0 with the extra arguments
+ * and wait for its "listening" line (the same as a node's). Tracked for
+ * it_kill_all. */
+void it_coord_start(sl_testnode_t *c, const char *const *extra);
 
 /* A client of the node that has heard from it (heartbeat 100 ms). Caller
  * owns: sl_client_destroy. */

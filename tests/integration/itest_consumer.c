@@ -4,10 +4,12 @@
  * when. It can be slow, fail every job, or hang in jobs (touching their
  * leases, as a stuck but live worker does) until it is killed.
  *
- *   itest_consumer --endpoint E --queue Q --record FILE [--concurrency N]
+ *   itest_consumer --endpoint E --queue Q --record FILE [--cluster] [--concurrency N]
  *                  [--sleep-ms N] [--hang-after N] [--touch-ms N]
  *                  [--fail retry|perm] [--blocking] [--channel]
  *
+ * --cluster: E is a sluice-coordinator; the consumer serves the nodes it is
+ * assigned (with an id of its own instead of "itest").
  * --channel takes deliveries from sl_client_subscribe (credit = concurrency)
  * on one thread and acks them itself, measuring the most deliveries held at
  * once from the client's side (received, not yet acked); it writes
@@ -34,7 +36,7 @@ static const char *o_endpoint, *o_queue, *o_record;
 static int o_concurrency = 1, o_sleep_ms, o_touch_ms = 300;
 static long o_hang_after = -1;
 static int o_fail; /* 0 none, 1 retryable, 2 permanent */
-static int o_blocking, o_channel;
+static int o_blocking, o_channel, o_cluster;
 
 static int s_rec_fd = -1;
 static atomic_long s_started, s_handled, s_acks_issued;
@@ -163,7 +165,8 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"endpoint", required_argument, NULL, 'e'}, {"queue", required_argument, NULL, 'q'},
-        {"record", required_argument, NULL, 'r'},   {"concurrency", required_argument, NULL, 'c'},
+        {"record", required_argument, NULL, 'r'},
+        {"cluster", no_argument, NULL, 'K'},   {"concurrency", required_argument, NULL, 'c'},
         {"sleep-ms", required_argument, NULL, 's'}, {"hang-after", required_argument, NULL, 'H'},
         {"touch-ms", required_argument, NULL, 't'}, {"fail", required_argument, NULL, 'f'},
         {"blocking", no_argument, NULL, 'b'},       {"channel", no_argument, NULL, 'C'},
@@ -173,6 +176,7 @@ int main(int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'e': o_endpoint = optarg; break;
+        case 'K': o_cluster = 1; break;
         case 'q': o_queue = optarg; break;
         case 'r': o_record = optarg; break;
         case 'c': o_concurrency = atoi(optarg); break;
@@ -207,7 +211,14 @@ int main(int argc, char **argv)
     sl_sched_opts_t so = {.blocking_threads = o_concurrency + 4};
     sl_sched_start(&so);
 
-    sl_client_opts_t co = {.endpoint = o_endpoint, .heartbeat_ms = 100, .consumer_id = "itest"};
+    /* In a cluster every consumer needs its own id: let the library make one. */
+    sl_client_opts_t co = {.heartbeat_ms = 100};
+    if (o_cluster)
+        co.coordinator = o_endpoint;
+    else {
+        co.endpoint = o_endpoint;
+        co.consumer_id = "itest";
+    }
     int err = 0;
     s_client = sl_client_new(&co, &err);
     if (!s_client || sl_client_wait_connected(s_client, sl_deadline_ms(10000)) != SL_OK) {

@@ -3,11 +3,12 @@
  * appends one line per job with its confirm to a record file (format in
  * itest.h). Job ids are made here, so even a timed-out job is known.
  *
- *   itest_producer --endpoint E --queue Q --record FILE
+ *   itest_producer --endpoint E --queue Q --record FILE [--cluster]
  *                  [--count N | --duration-ms N] [--batch N] [--inflight N]
  *                  [--deadline-ms N] [--prefix P] [--payload-bytes N]
  *                  [--summary-only]
  *
+ * --cluster: E is a sluice-coordinator; jobs go to the nodes it routes to.
  * --count publishes N jobs (payloads P0 .. P<N-1>); --duration-ms keeps
  * publishing new jobs for that long. Each publish waits up to --deadline-ms
  * for its confirm (a short one makes an impatient producer that moves on).
@@ -36,7 +37,7 @@ typedef struct {
 static const char *o_endpoint, *o_queue, *o_record, *o_prefix = "j";
 static long o_count = -1, o_duration_ms = -1, o_batch = 100, o_inflight = 8;
 static long o_deadline_ms = 60000, o_payload_bytes;
-static int o_summary_only;
+static int o_summary_only, o_cluster;
 
 static FILE *s_rec;
 static long s_counts[5]; /* accepted duplicate rejected timeout error */
@@ -102,7 +103,8 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"endpoint", required_argument, NULL, 'e'},    {"queue", required_argument, NULL, 'q'},
-        {"record", required_argument, NULL, 'r'},      {"count", required_argument, NULL, 'n'},
+        {"record", required_argument, NULL, 'r'},
+        {"cluster", no_argument, NULL, 'K'},      {"count", required_argument, NULL, 'n'},
         {"duration-ms", required_argument, NULL, 'd'}, {"batch", required_argument, NULL, 'b'},
         {"inflight", required_argument, NULL, 'i'},    {"deadline-ms", required_argument, NULL, 'D'},
         {"prefix", required_argument, NULL, 'p'},      {"payload-bytes", required_argument, NULL, 'P'},
@@ -112,6 +114,7 @@ int main(int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'e': o_endpoint = optarg; break;
+        case 'K': o_cluster = 1; break;
         case 'q': o_queue = optarg; break;
         case 'r': o_record = optarg; break;
         case 'n': o_count = atol(optarg); break;
@@ -134,7 +137,11 @@ int main(int argc, char **argv)
         perror(o_record);
         return 1;
     }
-    sl_client_opts_t co = {.endpoint = o_endpoint, .heartbeat_ms = 100};
+    sl_client_opts_t co = {.heartbeat_ms = 100};
+    if (o_cluster)
+        co.coordinator = o_endpoint;
+    else
+        co.endpoint = o_endpoint;
     int err = 0;
     sl_client_t *c = sl_client_new(&co, &err);
     if (!c || sl_client_wait_connected(c, sl_deadline_ms(10000)) != SL_OK) {
