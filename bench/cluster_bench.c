@@ -60,14 +60,14 @@ typedef struct {
 
 /* Start a daemon on a free port and take the endpoint from its
  * "listening <endpoint> epoch <hex>" line. */
-static pid_t s_daemon(char **argv, char *ep_out, size_t cap)
+static pid_t s_daemon(char **argv, char ep_out[128])
 {
     char line[512];
     pid_t pid = e2e_spawn(argv, "listening ", line, sizeof line, 10000);
     BENCH_CHECK(pid > 0, "%s did not start", argv[0]);
-    char ep[256];
-    BENCH_CHECK(sscanf(line, "listening %255s", ep) == 1, "odd line '%s'", line);
-    snprintf(ep_out, cap, "%s", ep);
+    char ep[128];
+    BENCH_CHECK(sscanf(line, "listening %127s", ep) == 1, "odd line '%s'", line);
+    memcpy(ep_out, ep, sizeof ep);
     return pid;
 }
 
@@ -91,7 +91,7 @@ static void s_cluster_start(s_cluster_t *cl, int n_nodes)
     snprintf(port, sizeof port, "tcp://127.0.0.1:%d", e2e_free_port());
     char *cargv[] = {SLUICE_COORD_BIN, "--endpoint", port, "--heartbeat", hb,
                      "--log-level", "warn", NULL};
-    cl->coord = s_daemon(cargv, cl->coord_ep, sizeof cl->coord_ep);
+    cl->coord = s_daemon(cargv, cl->coord_ep);
     for (int i = 0; i < n_nodes; i++) {
         char id[32];
         snprintf(id, sizeof id, "bench-n%d", i);
@@ -99,7 +99,7 @@ static void s_cluster_start(s_cluster_t *cl, int n_nodes)
         char *nargv[] = {SLUICE_NODE_BIN, "--endpoint", port, "--coordinator", cl->coord_ep,
                          "--node-id", id, "--heartbeat", hb, "--max-length", "2000000",
                          "--max-done", "0", "--log-level", "warn", NULL};
-        cl->node[i] = s_daemon(nargv, cl->node_ep[i], sizeof cl->node_ep[i]);
+        cl->node[i] = s_daemon(nargv, cl->node_ep[i]);
         cl->admin[i] = s_client_at(cl->node_ep[i], NULL);
     }
     cl->n_nodes = n_nodes;

@@ -417,7 +417,7 @@ static void s_handle_env(sl__node_t *n, sl__in_t *m)
         break;
     case SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE: {
         Sluice__V1__Subscribe *s = env->subscribe;
-        if (!sl__cluster_subscribe_ok(n, p->rid, p->rid_len, env->corr, s))
+        if (!sl__member_subscribe_ok(n, p->rid, p->rid_len, env->corr, s))
             break; /* answered STALE_EPOCH */
         sl__queue_t *q = sl__queue_get(n, s->queue ? s->queue : "", true, &err);
         if (!q) {
@@ -609,7 +609,7 @@ static void s_handle(sl__node_t *n, sl__in_t *m)
         s_register(n, m->ptr);
         break;
     case SL__IN_CLUSTER:
-        sl__cluster_reply(n, m->env);
+        sl__member_reply(n, m->env);
         break;
     default:
         break;
@@ -677,7 +677,7 @@ static void *s_engine_main(void *arg)
 {
     sl__node_t *n = arg;
     n->last_heartbeat = sl__mono_ms();
-    sl__cluster_tick(n); /* the first status goes out at once */
+    sl__member_tick(n); /* the first status goes out at once */
     for (;;) {
         int64_t now = sl__mono_ms();
         int64_t next = n->last_heartbeat + n->o.heartbeat_ms;
@@ -696,7 +696,7 @@ static void *s_engine_main(void *arg)
         if (sl__mono_ms() - n->last_heartbeat >= n->o.heartbeat_ms) {
             n->last_heartbeat = sl__mono_ms();
             s_heartbeat(n);
-            sl__cluster_tick(n);
+            sl__member_tick(n);
         }
         if (n->stopping) {
             sl_node_report_t r = {0};
@@ -756,7 +756,7 @@ sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
     n->inbound = sl_chan_new(SL_BUF_FIXED, SL__INBOUND_CAP);
     n->outbound = sl_chan_new(SL_BUF_FIXED, SL__OUTBOUND_CAP);
     n->local_peer = calloc(1, sizeof *n->local_peer);
-    n->cluster = sl__cluster_new(o);
+    n->cluster = sl__member_new(o);
     if (!n->cluster || !n->endpoint || !n->node_id || !n->queues || !n->jobs || !n->peers || !n->keys || !n->done_ids || !n->done_keys ||
         !n->inbound || !n->outbound || !n->local_peer) {
         sl_node_destroy((sl_node_t **)&n);
@@ -792,7 +792,7 @@ int sl_node_start(sl_node_t *self)
     n->endpoint = bound;
     if (pipe2(n->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         return SL_ESYS;
-    rc = sl__cluster_start(n);
+    rc = sl__member_start(n);
     if (rc != SL_OK)
         return rc;
     n->engine_done = sl_go_ex(s_engine_main, n, SL_GO_SPREAD, 1, NULL);
@@ -882,7 +882,7 @@ int sl_node_stop(sl_node_t *self, int64_t timeout_ms, sl_node_report_t *left)
     pthread_join(*(pthread_t *)n->io_thread, NULL);
     free(n->io_thread);
     n->io_thread = NULL;
-    sl__cluster_stop(n);
+    sl__member_stop(n);
     /* In-process handlers: no more jobs; wait (bounded) for them to return,
      * since they use the node's channels. */
     for (size_t i = 0; i < n->nregs; i++)
@@ -956,7 +956,7 @@ void sl_node_destroy(sl_node_t **self_p)
     *self_p = NULL;
     if (n->running)
         sl_node_stop((sl_node_t *)n, 0, NULL);
-    sl__cluster_destroy(&n->cluster); /* its socket goes before the context */
+    sl__member_destroy(&n->cluster); /* its socket goes before the context */
     if (n->router)
         zmq_close(n->router);
     if (n->zctx)

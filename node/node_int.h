@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cluster.h"
+#include "member.h"
 #include "map.h"
 #include "sluice.pb-c.h"
 #include "sluice/chan.h"
@@ -202,7 +202,7 @@ struct sl__node {
     int stop_rc;
     sl__reg_t **regs;           /* in-process handlers, freed at destroy  */
     size_t nregs;
-    sl__cluster_t *cluster;     /* coordinator link, member epoch (cluster.c) */
+    sl__member_t *cluster;     /* coordinator link, member epoch (member.c) */
 };
 
 /* queue.c */

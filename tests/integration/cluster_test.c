@@ -25,6 +25,7 @@
 #include "testlib.h"
 #include "itest.h"
 #include "node_peer.h"
+#include "sluice/wire.h"
 
 #define S_HB "200ms"
 #define S_HB_MS 200
@@ -105,7 +106,7 @@ static Sluice__V1__Envelope *s_view(void)
         node_peer_admin(S.cp, SLUICE__V1__ADMIN__OP__CLUSTER, NULL, 2000);
     if (e && (e->body_case != SLUICE__V1__ENVELOPE__BODY_ADMIN_REPLY ||
               !e->admin_reply->cluster)) {
-        sl_wire_env_free(e);
+        sl_wire_env_free(&e);
         e = NULL;
     }
     return e;
@@ -128,7 +129,7 @@ static uint64_t s_epoch_of(const char *id)
         const Sluice__V1__ClusterNode *n = s_find(e->admin_reply->cluster, id);
         if (n && n->alive)
             epoch = n->status->member_epoch;
-        sl_wire_env_free(e);
+        sl_wire_env_free(&e);
     }
     return epoch;
 }
@@ -170,7 +171,7 @@ static bool s_settled(const char *queue, int consumers, const char *const *alive
     ok &= seen == consumers;
     for (int w = 0; ok && consumers > 0 && w < n_want; w++)
         ok &= covered[w];
-    sl_wire_env_free(e);
+    sl_wire_env_free(&e);
     return ok;
 }
 
@@ -461,7 +462,7 @@ static int s_subscribe_code(const char *endpoint, const char *queue, uint64_t ep
     SL_ASSERT_OK(node_peer_send(peer, &env));
     Sluice__V1__Envelope *e = node_peer_recv(peer, SLUICE__V1__ENVELOPE__BODY_ERROR, 4242, 1000);
     int code = e && e->error ? (int)e->error->code : 0;
-    sl_wire_env_free(e);
+    sl_wire_env_free(&e);
     node_peer_destroy(&peer);
     return code;
 }

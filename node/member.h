@@ -1,4 +1,4 @@
-/* cluster.h -- the node's side of the cluster (docs/architecture.md): a
+/* member.h -- the node's side of the cluster (docs/architecture.md): a
  * DEALER to the coordinator on a thread of its own, a NodeStatus every
  * heartbeat, the member epoch and fencing, and per-queue publish and ack
  * rates (which standalone nodes keep too, for admin STATS).
@@ -32,38 +32,38 @@ typedef struct {
     unsigned next;                       /* slot the next sample goes to    */
 } sl__rates_t;
 
-typedef struct sl__cluster sl__cluster_t;
+typedef struct sl__cluster sl__member_t;
 
 /* Make the cluster state for a node with options o (checked by
  * sl_node_cluster_opts_check). NULL when out of memory. Caller owns. */
-sl__cluster_t *sl__cluster_new(const sl_node_opts_t *o);
+sl__member_t *sl__member_new(const sl_node_opts_t *o);
 
 /* Start the DEALER thread when a coordinator is set; call once the node's
  * endpoint is bound (it is the default advertised endpoint). SL_OK,
  * SL_ESYS, SL_ENOMEM. */
-int sl__cluster_start(struct sl__node *n);
+int sl__member_start(struct sl__node *n);
 
 /* Stop the thread and close the socket (before the ZeroMQ context is
  * terminated). Harmless when not started or already stopped. */
-void sl__cluster_stop(struct sl__node *n);
+void sl__member_stop(struct sl__node *n);
 
 /* Stop if needed, then free. Accepts NULL and *self_p NULL. */
-void sl__cluster_destroy(sl__cluster_t **self_p);
+void sl__member_destroy(sl__member_t **self_p);
 
 /* --- on the engine ----------------------------------------------------- */
 
 /* Once per heartbeat: post a NodeStatus (coordinator set), sample every
  * queue's counters for the rates, notice a silent coordinator. */
-void sl__cluster_tick(struct sl__node *n);
+void sl__member_tick(struct sl__node *n);
 
 /* A message from the coordinator (env stays the caller's): adopts the
  * member epoch; fences on rejoin. */
-void sl__cluster_reply(struct sl__node *n, const Sluice__V1__Envelope *env);
+void sl__member_reply(struct sl__node *n, const Sluice__V1__Envelope *env);
 
 /* False when Subscribe s names another member epoch than the node's: it
  * has been answered Error{STALE_EPOCH} (echoing corr) and must not be
  * subscribed. */
-bool sl__cluster_subscribe_ok(struct sl__node *n, const uint8_t *rid, size_t rid_len,
+bool sl__member_subscribe_ok(struct sl__node *n, const uint8_t *rid, size_t rid_len,
                               uint64_t corr, const Sluice__V1__Subscribe *s);
 
 /* A new queue's rates start from zero counters at `now` (monotonic ms). */

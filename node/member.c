@@ -1,4 +1,4 @@
-/* cluster.c -- the node's side of the cluster: NodeStatus to the
+/* member.c -- the node's side of the cluster: NodeStatus to the
  * coordinator every heartbeat, the member epoch it grants, fencing on
  * rejoin, and the per-queue rates the statuses and admin STATS report.
  *
@@ -95,9 +95,9 @@ const char *sl_node_cluster_opts_check(const sl_node_opts_t *o)
     return NULL;
 }
 
-sl__cluster_t *sl__cluster_new(const sl_node_opts_t *o)
+sl__member_t *sl__member_new(const sl_node_opts_t *o)
 {
-    sl__cluster_t *c = calloc(1, sizeof *c);
+    sl__member_t *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->stop_pipe[0] = c->stop_pipe[1] = -1;
@@ -106,7 +106,7 @@ sl__cluster_t *sl__cluster_new(const sl_node_opts_t *o)
     c->fn_arg = o->cluster_arg;
     if ((o->coordinator && !(c->coordinator = strdup(o->coordinator))) ||
         (o->advertise && !(c->advertise = strdup(o->advertise)))) {
-        sl__cluster_destroy(&c);
+        sl__member_destroy(&c);
         return NULL;
     }
     return c;
@@ -115,7 +115,7 @@ sl__cluster_t *sl__cluster_new(const sl_node_opts_t *o)
 /* --- the cluster thread ------------------------------------------------- */
 
 /* A reply for the engine, or NULL for anything else the DEALER got. */
-static sl__in_t *s_read_reply(sl__cluster_t *c, bool *more)
+static sl__in_t *s_read_reply(sl__member_t *c, bool *more)
 {
     sl_wire_msg_t w;
     int rc = sl_wire_try_recv(c->dealer, false, SL__REPLY_MAX, &w);
@@ -136,7 +136,7 @@ static sl__in_t *s_read_reply(sl__cluster_t *c, bool *more)
 static void *s_cluster_main(void *arg)
 {
     sl__node_t *n = arg;
-    sl__cluster_t *c = n->cluster;
+    sl__member_t *c = n->cluster;
     int st_fd = sl_chan_fd(c->statuses, SL_CHAN_READABLE);
     int in_fd = sl_chan_fd(n->inbound, SL_CHAN_WRITABLE);
     sl__in_t *pending = NULL; /* a reply the engine had no room for yet */
@@ -175,9 +175,9 @@ static void *s_cluster_main(void *arg)
     return NULL;
 }
 
-int sl__cluster_start(sl__node_t *n)
+int sl__member_start(sl__node_t *n)
 {
-    sl__cluster_t *c = n->cluster;
+    sl__member_t *c = n->cluster;
     if (!c->advertise && !(c->advertise = strdup(n->endpoint)))
         return SL_ENOMEM;
     if (!c->coordinator || c->started)
@@ -211,9 +211,9 @@ int sl__cluster_start(sl__node_t *n)
     return SL_OK;
 }
 
-void sl__cluster_stop(sl__node_t *n)
+void sl__member_stop(sl__node_t *n)
 {
-    sl__cluster_t *c = n->cluster;
+    sl__member_t *c = n->cluster;
     if (!c || !c->started)
         return;
     ssize_t w = write(c->stop_pipe[1], "x", 1);
@@ -224,13 +224,13 @@ void sl__cluster_stop(sl__node_t *n)
     c->dealer = NULL;
 }
 
-void sl__cluster_destroy(sl__cluster_t **self_p)
+void sl__member_destroy(sl__member_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    sl__cluster_t *c = *self_p;
+    sl__member_t *c = *self_p;
     *self_p = NULL;
-    if (c->started) { /* the node never stopped: same as sl__cluster_stop */
+    if (c->started) { /* the node never stopped: same as sl__member_stop */
         ssize_t w = write(c->stop_pipe[1], "x", 1);
         (void)w;
         pthread_join(c->thread, NULL);
@@ -326,7 +326,7 @@ static void s_load_one(const void *key, size_t len, void *val, void *arg)
 
 static void s_post_status(sl__node_t *n)
 {
-    sl__cluster_t *c = n->cluster;
+    sl__member_t *c = n->cluster;
     size_t nq = sl__map_size(n->queues);
     sl__loads_t a = {n, calloc(nq + 1, sizeof *a.loads), calloc(nq + 1, sizeof *a.ptrs), 0};
     if (!a.loads || !a.ptrs)
@@ -368,16 +368,16 @@ static void s_sample_one(const void *key, size_t len, void *val, void *arg)
 
 static void s_tell(sl__node_t *n, sl_node_cluster_event_t ev, uint64_t prev, uint64_t dropped)
 {
-    sl__cluster_t *c = n->cluster;
+    sl__member_t *c = n->cluster;
     if (!c->fn)
         return;
     sl_node_cluster_info_t info = {ev, c->member_epoch, prev, dropped, c->coordinator};
     c->fn(&info, c->fn_arg);
 }
 
-void sl__cluster_tick(sl__node_t *n)
+void sl__member_tick(sl__node_t *n)
 {
-    sl__cluster_t *c = n->cluster;
+    sl__member_t *c = n->cluster;
     int64_t now = sl__mono_ms();
     if (c->started) {
         s_post_status(n); /* rates as of now, before this tick's sample */
@@ -426,15 +426,15 @@ static uint64_t s_fence(sl__node_t *n)
     return f.dropped;
 }
 
-static void s_publish_state(sl__cluster_t *c)
+static void s_publish_state(sl__member_t *c)
 {
     atomic_store(&c->member_epoch_pub, c->member_epoch);
     atomic_store(&c->fenced_pub, c->fenced);
 }
 
-void sl__cluster_reply(sl__node_t *n, const Sluice__V1__Envelope *env)
+void sl__member_reply(sl__node_t *n, const Sluice__V1__Envelope *env)
 {
-    sl__cluster_t *c = n->cluster;
+    sl__member_t *c = n->cluster;
     if (env->body_case != SLUICE__V1__ENVELOPE__BODY_NODE_STATUS_REPLY ||
         !env->node_status_reply->member_epoch)
         return; /* nothing to adopt */
@@ -465,7 +465,7 @@ void sl__cluster_reply(sl__node_t *n, const Sluice__V1__Envelope *env)
     }
 }
 
-bool sl__cluster_subscribe_ok(sl__node_t *n, const uint8_t *rid, size_t rid_len, uint64_t corr,
+bool sl__member_subscribe_ok(sl__node_t *n, const uint8_t *rid, size_t rid_len, uint64_t corr,
                               const Sluice__V1__Subscribe *s)
 {
     uint64_t mine = n->cluster->member_epoch;
