@@ -218,25 +218,37 @@ static size_t s_done_into(it_idset_t *ids, int64_t from_wall, int64_t to_wall, s
 
 static size_t s_done_total(void) { return s_done_into(NULL, 0, INT64_MAX, NULL); }
 
-/* Check every accepted job of the producer's record (confirmed at or after
- * from_wall) was done exactly once; returns how many were checked. */
-static size_t s_check_exactly_once(const char *prec, int64_t from_wall)
+/* How many accepted jobs of the producer's record (confirmed at or after
+ * from_wall) were done exactly once (*once), and more than once (*more).
+ * Returns how many there are. */
+static size_t s_tally(const char *prec, int64_t from_wall, size_t *once, size_t *more)
 {
     it_idset_t *done = it_idset_new(1 << 16);
     s_done_into(done, 0, INT64_MAX, NULL);
     it_rec_t *recs;
-    size_t n = it_records(prec, &recs), checked = 0;
+    size_t n = it_records(prec, &recs), total = 0;
+    *once = *more = 0;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(recs[i].event, "accepted") != 0 || recs[i].wall_ms < from_wall)
             continue;
         int c = it_idset_count(done, recs[i].id, NULL);
-        if (c != 1)
-            fail_msg("job %s (seq %ld) done %d times", recs[i].payload, recs[i].attempt, c);
-        checked++;
+        *once += c == 1;
+        *more += c > 1;
+        total++;
     }
     free(recs);
     it_idset_destroy(&done);
-    return checked;
+    return total;
+}
+
+/* Every one of those done, none twice (a job may run before its confirm
+ * reaches the producer, so this waits per id, not by time windows). */
+static bool s_all_done_once(const char *prec, int64_t from_wall)
+{
+    size_t once, more, total = s_tally(prec, from_wall, &once, &more);
+    if (more)
+        fail_msg("%zu jobs ran more than once", more);
+    return total > 0 && once == total;
 }
 
 static void s_wait_producer(pid_t p, const char *prec)
@@ -266,8 +278,7 @@ static void test_cluster__work_spreads_and_runs_exactly_once(void **state)
                           (const char *const[]){"--cluster", "--count", "30000", NULL});
     s_wait_producer(p, prec);
     assert_int_equal(it_summary(prec, "accepted"), JOBS);
-    IT_WAIT_TRUE(60000, s_done_total() >= JOBS);
-    assert_int_equal(s_check_exactly_once(prec, 0), JOBS);
+    IT_WAIT_TRUE(60000, s_all_done_once(prec, 0));
     assert_int_equal(s_done_total(), JOBS);
 
     /* Every node took a share of the publishes, every consumer ran jobs. */
@@ -302,8 +313,8 @@ static void test_cluster__killed_node_is_routed_around(void **state)
     char prec[PATH_MAX];
     pid_t p = it_producer(S.coord.endpoint, "kill", it_path(prec, "producer"),
                           (const char *const[]){"--cluster", "--duration-ms", "6000", "--batch",
-                                                "10", "--inflight", "2", "--deadline-ms",
-                                                "20000", NULL});
+                                                "10", "--inflight", "2", "--rate", "5000",
+                                                "--deadline-ms", "20000", NULL});
     IT_WAIT_TRUE(10000, s_acked("kill") > 0);
     it_sleep_ms(1500); /* a deliberate wait: a second and a half of steady work */
 
@@ -317,16 +328,17 @@ static void test_cluster__killed_node_is_routed_around(void **state)
                   (long long)(it_mono_ms() - kill_mono), 3 * S_HB_MS);
 
     s_wait_producer(p, prec);
-    /* Everything confirmed after the kill was taken by a live node: each of
+    /* Everything confirmed well after the kill (n1's last confirms may
+     * still be arriving for a moment) was taken by a live node: each of
      * those runs exactly once. Jobs n1 held are lost (in-memory mode). */
+    int64_t settled_wall = kill_wall + 250;
     it_rec_t *recs;
     size_t n = it_records(prec, &recs), after = 0;
     for (size_t i = 0; i < n; i++)
-        after += strcmp(recs[i].event, "accepted") == 0 && recs[i].wall_ms >= kill_wall;
+        after += strcmp(recs[i].event, "accepted") == 0 && recs[i].wall_ms >= settled_wall;
     free(recs);
     assert_true(after > 0);
-    IT_WAIT_TRUE(30000, s_done_into(NULL, kill_wall, INT64_MAX, NULL) >= after);
-    assert_int_equal(s_check_exactly_once(prec, kill_wall), after);
+    IT_WAIT_TRUE(30000, s_all_done_once(prec, settled_wall));
     size_t accepted = (size_t)it_summary(prec, "accepted"), done = s_done_total();
     print_message("accepted %zu, done %zu: %zu lost with n1 (in-memory mode)\n", accepted,
                   done, accepted > done ? accepted - done : 0);
@@ -352,8 +364,8 @@ static void test_cluster__rebalances_as_nodes_and_consumers_come_and_go(void **s
     char prec[PATH_MAX];
     pid_t p = it_producer(S.coord.endpoint, "rb", it_path(prec, "producer"),
                           (const char *const[]){"--cluster", "--duration-ms", "9000", "--batch",
-                                                "10", "--inflight", "1", "--deadline-ms",
-                                                "20000", NULL});
+                                                "10", "--inflight", "1", "--rate", "800",
+                                                "--deadline-ms", "20000", NULL});
     s_progress("rb");
 
     /* A node joins: it is assigned a consumer. */
@@ -417,8 +429,8 @@ static void test_cluster__coordinator_restart_under_load(void **state)
     char prec[PATH_MAX];
     pid_t p = it_producer(S.coord.endpoint, "cr", it_path(prec, "producer"),
                           (const char *const[]){"--cluster", "--duration-ms", "7000", "--batch",
-                                                "10", "--inflight", "2", "--deadline-ms",
-                                                "20000", NULL});
+                                                "10", "--inflight", "2", "--rate", "3000",
+                                                "--deadline-ms", "20000", NULL});
     s_progress("cr");
 
     /* The coordinator dies: producers and consumers carry on without it. */
@@ -441,8 +453,8 @@ static void test_cluster__coordinator_restart_under_load(void **state)
 
     s_wait_producer(p, prec);
     long accepted = it_summary(prec, "accepted");
-    IT_WAIT_TRUE(30000, s_done_total() >= (size_t)accepted);
-    assert_int_equal(s_check_exactly_once(prec, 0), accepted);
+    assert_true(accepted > 0);
+    IT_WAIT_TRUE(30000, s_all_done_once(prec, 0));
     t->passed = true;
 }
 

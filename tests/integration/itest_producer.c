@@ -6,8 +6,9 @@
  *   itest_producer --endpoint E --queue Q --record FILE [--cluster]
  *                  [--count N | --duration-ms N] [--batch N] [--inflight N]
  *                  [--deadline-ms N] [--prefix P] [--payload-bytes N]
- *                  [--summary-only]
+ *                  [--summary-only] [--rate N]
  *
+ * --rate N publishes at most N jobs/s (whole batches).
  * --cluster: E is a sluice-coordinator; jobs go to the nodes it routes to.
  * --count publishes N jobs (payloads P0 .. P<N-1>); --duration-ms keeps
  * publishing new jobs for that long. Each publish waits up to --deadline-ms
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sluice/client.h"
 
@@ -36,7 +38,7 @@ typedef struct {
 
 static const char *o_endpoint, *o_queue, *o_record, *o_prefix = "j";
 static long o_count = -1, o_duration_ms = -1, o_batch = 100, o_inflight = 8;
-static long o_deadline_ms = 60000, o_payload_bytes;
+static long o_deadline_ms = 60000, o_payload_bytes, o_rate;
 static int o_summary_only, o_cluster;
 
 static FILE *s_rec;
@@ -95,7 +97,7 @@ static void s_usage(void)
 {
     fprintf(stderr, "usage: itest_producer --endpoint E --queue Q --record FILE "
                     "[--count N | --duration-ms N] [--batch N] [--inflight N] "
-                    "[--deadline-ms N] [--prefix P] [--payload-bytes N] [--summary-only]\n");
+                    "[--deadline-ms N] [--prefix P] [--payload-bytes N] [--summary-only] [--rate N]\n");
     exit(2);
 }
 
@@ -108,7 +110,8 @@ int main(int argc, char **argv)
         {"duration-ms", required_argument, NULL, 'd'}, {"batch", required_argument, NULL, 'b'},
         {"inflight", required_argument, NULL, 'i'},    {"deadline-ms", required_argument, NULL, 'D'},
         {"prefix", required_argument, NULL, 'p'},      {"payload-bytes", required_argument, NULL, 'P'},
-        {"summary-only", no_argument, NULL, 'S'},      {NULL, 0, NULL, 0},
+        {"summary-only", no_argument, NULL, 'S'},
+        {"rate", required_argument, NULL, 'R'},      {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -125,6 +128,7 @@ int main(int argc, char **argv)
         case 'p': o_prefix = optarg; break;
         case 'P': o_payload_bytes = atol(optarg); break;
         case 'S': o_summary_only = 1; break;
+        case 'R': o_rate = atol(optarg); break;
         default: s_usage();
         }
     }
@@ -157,10 +161,14 @@ int main(int argc, char **argv)
         flight[i].ids = malloc((size_t)o_batch * SL_ID_LEN);
     size_t head = 0, nflight = 0;
     long seq = 0;
-    int64_t end = o_duration_ms >= 0 ? s_ms(CLOCK_MONOTONIC) + o_duration_ms : 0;
+    int64_t start = s_ms(CLOCK_MONOTONIC);
+    int64_t end = o_duration_ms >= 0 ? start + o_duration_ms : 0;
     for (;;) {
         if (o_count >= 0 ? seq >= o_count : s_ms(CLOCK_MONOTONIC) >= end)
             break;
+        /* --rate: job seq goes out no sooner than seq / rate after the start. */
+        while (o_rate > 0 && s_ms(CLOCK_MONOTONIC) < start + seq * 1000 / o_rate)
+            usleep(1000);
         if (nflight == (size_t)o_inflight) {
             s_collect(&flight[head]);
             head = (head + 1) % (size_t)o_inflight;
