@@ -161,13 +161,14 @@ static int s_assigned(s_cluster_t *cl, const char *except_node)
     return n;
 }
 
-static void s_consumer_start(s_cluster_t *cl, int concurrency, int sleep_ms)
+static void s_consumer_start(s_cluster_t *cl, int concurrency, int sleep_ms, int prefetch)
 {
     BENCH_CHECK(cl->n_consumers < MAX_CONSUMERS, "too many consumers");
-    char conc[16], sleep_s[16], line[64];
+    char conc[16], sleep_s[16], pre[16], line[64];
     snprintf(conc, sizeof conc, "%d", concurrency);
     snprintf(sleep_s, sizeof sleep_s, "%d", sleep_ms);
-    char *argv[] = {(char *)s_self, "role-consumer", cl->coord_ep, conc, sleep_s, NULL};
+    snprintf(pre, sizeof pre, "%d", prefetch);
+    char *argv[] = {(char *)s_self, "role-consumer", cl->coord_ep, conc, sleep_s, pre, NULL};
     pid_t pid = e2e_spawn(argv, "ready", line, sizeof line, 10000);
     BENCH_CHECK(pid > 0, "consumer did not start");
     cl->consumer[cl->n_consumers++] = pid;
@@ -228,14 +229,51 @@ static int s_handler(sl_client_t *client, sl_delivery_t *d, void *arg)
     return SL_JOB_ACK;
 }
 
-/* role-consumer COORD CONCURRENCY SLEEP_MS: consume QUEUE until killed. */
+/* A worker coroutine of a prefetching consumer: take, run, ack. */
+typedef struct {
+    sl_client_t *client;
+    sl_chan_t *deliveries;
+} s_worker_t;
+
+static void *s_worker(void *arg)
+{
+    s_worker_t *w = arg;
+    void *v;
+    while (sl_take(w->deliveries, &v) == SL_OK) {
+        sl_delivery_t *d = v;
+        if (s_sleep_ms > 0)
+            sl_sleep_ms(s_sleep_ms);
+        sl_client_ack(w->client, &d);
+    }
+    return NULL;
+}
+
+/* role-consumer COORD CONCURRENCY SLEEP_MS PREFETCH: consume QUEUE until
+ * killed. PREFETCH 0: sl_client_consume handlers (credit = concurrency);
+ * otherwise a subscription with credit concurrency + PREFETCH feeding
+ * CONCURRENCY worker coroutines, so the next job is already here when a
+ * worker finishes one. */
 static int s_role_consumer(int argc, char **argv)
 {
-    BENCH_CHECK(argc == 5, "role-consumer COORD CONCURRENCY SLEEP_MS");
+    BENCH_CHECK(argc == 6, "role-consumer COORD CONCURRENCY SLEEP_MS PREFETCH");
     s_sleep_ms = atoi(argv[4]);
+    uint32_t conc = (uint32_t)atoi(argv[3]), prefetch = (uint32_t)atoi(argv[5]);
     SL_CHECK(sl_sched_start(NULL));
     sl_client_t *c = s_client_at(NULL, argv[2]);
-    SL_CHECK(sl_client_consume(c, QUEUE, (uint32_t)atoi(argv[3]), s_handler, NULL, 0));
+    if (prefetch == 0) {
+        SL_CHECK(sl_client_consume(c, QUEUE, conc, s_handler, NULL, 0));
+    } else {
+        int err = 0;
+        static s_worker_t w;
+        w.client = c;
+        w.deliveries = sl_client_subscribe(c, QUEUE, conc + prefetch, &err);
+        BENCH_CHECK(w.deliveries, "subscribe: %s", sl_err_name(err));
+        for (uint32_t i = 0; i < conc; i++) {
+            sl_chan_t *done = sl_go_ex(s_worker, &w, SL_GO_SPREAD, 1, NULL);
+            BENCH_CHECK(done, "sl_go_ex failed");
+            sl_chan_destroy(&done);
+        }
+    }
     printf("ready\n");
     fflush(stdout);
     for (;;)
@@ -250,6 +288,8 @@ static void s_bench_scale(void)
     if (!list || !*list)
         list = "1 2 4 8 16";
     const int concurrency = 1, sleep_ms = 1;
+    const char *pre = getenv("BENCH_SCALE_PREFETCH");
+    int prefetch = pre ? atoi(pre) : 2;
     int64_t window_ms = bench_count("BENCH_SCALE_WINDOW_MS", 3000);
     char buf[128];
     snprintf(buf, sizeof buf, "%s", list);
@@ -263,11 +303,18 @@ static void s_bench_scale(void)
         /* A backlog that lasts past warm-up and the window, at the ideal. */
         long backlog = (long)(ideal * (double)(window_ms + 2000) / 1000.0 * 1.3) + 1000;
         s_publish(&cl, backlog);
+        /* The queue waits, paused, until every consumer is assigned. */
+        SL_CHECK(sl_client_pause(cl.admin[0], QUEUE, sl_deadline_ms(5000)));
         for (int i = 0; i < k; i++)
-            s_consumer_start(&cl, concurrency, sleep_ms);
-        /* Warm-up: every consumer assigned and taking jobs. */
-        int64_t end = bench_now_ns() + 20000000000LL;
-        while (s_assigned(&cl, NULL) < k || s_totals(&cl).in_flight < (uint64_t)k) {
+            s_consumer_start(&cl, concurrency, sleep_ms, prefetch);
+        int64_t end = bench_now_ns() + 30000000000LL;
+        while (s_assigned(&cl, NULL) < k) {
+            BENCH_CHECK(bench_now_ns() < end, "%d consumers not all assigned after 30 s", k);
+            e2e_sleep_ms(20);
+        }
+        SL_CHECK(sl_client_resume(cl.admin[0], QUEUE, sl_deadline_ms(5000)));
+        /* Warm-up: every consumer taking jobs. */
+        while (s_totals(&cl).in_flight < (uint64_t)k) {
             BENCH_CHECK(bench_now_ns() < end, "%d consumers not all serving after 20 s", k);
             e2e_sleep_ms(20);
         }
@@ -315,7 +362,7 @@ static void s_bench_nodes(void)
         s_cluster_t cl;
         s_cluster_start(&cl, k);
         for (int i = 0; i < 2; i++)
-            s_consumer_start(&cl, 256, 0);
+            s_consumer_start(&cl, 256, 0, 0);
         int64_t end = bench_now_ns() + 20000000000LL;
         while (s_assigned(&cl, NULL) < 2) {
             BENCH_CHECK(bench_now_ns() < end, "consumers not assigned after 20 s");
@@ -416,7 +463,7 @@ static void s_bench_failover(void)
     s_cluster_t cl;
     s_cluster_start(&cl, MAX_NODES);
     for (int i = 0; i < 6; i++)
-        s_consumer_start(&cl, 8, 0);
+        s_consumer_start(&cl, 8, 0, 0);
     int64_t end = bench_now_ns() + 20000000000LL;
     while (s_assigned(&cl, NULL) < 6) {
         BENCH_CHECK(bench_now_ns() < end, "consumers not assigned after 20 s");

@@ -1,6 +1,7 @@
 /* timer.c -- one timer thread over a pairing heap of deadlines. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -88,6 +89,9 @@ static void s_remove(sl__timer_t *t)
 static void *s_timer_main(void *arg)
 {
     (void)arg;
+    /* Linux lets a sleeping thread wake up to 50 us late so that wake-ups
+     * can be merged; every timeout in the process would inherit that. */
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     pthread_mutex_lock(&s_t.lock);
     for (;;) {
         int64_t now = sl_now();
