@@ -160,9 +160,6 @@ long sl__jobwire_publish(const uint8_t *p, size_t len, const uint8_t **jobs, siz
             continue;
         if (f.wt != SL__PB_LEN)
             return -1;
-        sl__jobview_t v;
-        if (!jobs && sl__jobwire_job(f.data, f.len, &v) != 0)
-            return -1; /* counting pass: check every job */
         if (jobs) {
             jobs[n] = f.data;
             lens[n] = f.len;

@@ -51,9 +51,10 @@ enum { SL__JW_OTHER = 0, SL__JW_PUBLISH, SL__JW_ACK };
 int sl__jobwire_envelope(const uint8_t *p, size_t len, uint64_t *corr, const uint8_t **body,
                          size_t *body_len);
 
-/* The jobs of a Publish body: the number of jobs, or -1 if the Publish or
- * any job in it is outside what sl__jobwire_job takes. With jobs non-NULL
- * (room for the count) each job's bytes go to jobs[i] / lens[i]. */
+/* The jobs of a Publish body: the number of jobs, or -1 if the Publish is
+ * outside what the scanner takes (the jobs themselves are for
+ * sl__jobwire_job to judge). With jobs non-NULL (room for the count) each
+ * job's bytes go to jobs[i] / lens[i]. */
 long sl__jobwire_publish(const uint8_t *p, size_t len, const uint8_t **jobs, size_t *lens);
 
 /* Scan one encoded Job into v: 0, or -1 if it is not one (see above). */

@@ -3,6 +3,7 @@
  * (job ids are 16 bytes: two multiplies instead of sixteen). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "map.h"
 #include "sluice/error.h"
@@ -168,6 +169,23 @@ void sl__map_each(sl__map_t *m, void (*fn)(const void *, size_t, void *, void *)
 
 /* --- id maps ------------------------------------------------------------- */
 
+#define SL__HUGE (2u << 20)
+
+/* size zeroed bytes; from 2 MiB up, on huge pages where the kernel has
+ * them: a table probed at random costs a TLB miss per probe otherwise. */
+void *sl__big_calloc(size_t size)
+{
+    if (size < SL__HUGE)
+        return calloc(1, size);
+    size = (size + SL__HUGE - 1) & ~(size_t)(SL__HUGE - 1);
+    void *p = aligned_alloc(SL__HUGE, size);
+    if (!p)
+        return NULL;
+    madvise(p, size, MADV_HUGEPAGE); /* advice only: fine if refused */
+    memset(p, 0, size);
+    return p;
+}
+
 typedef struct {
     uint64_t hash;  /* 0 = empty slot */
     void *val;
@@ -191,7 +209,7 @@ static inline uint64_t s_id_hash(const uint8_t id[16])
 
 static inline const uint8_t *s_id_of(const sl__idmap_t *m, const void *val)
 {
-    return (const uint8_t *)val + m->key_off;
+    return (const uint8_t *)((uintptr_t)val & ~(uintptr_t)1) + m->key_off;
 }
 
 sl__idmap_t *sl__idmap_new(size_t key_off)
@@ -232,7 +250,7 @@ static sl__islot_t *s_id_find(sl__idmap_t *m, const uint8_t id[16], uint64_t h)
 static int s_id_grow(sl__idmap_t *m)
 {
     size_t ncap = m->cap * 2;
-    sl__islot_t *ns = calloc(ncap, sizeof *ns);
+    sl__islot_t *ns = sl__big_calloc(ncap * sizeof *ns);
     if (!ns)
         return SL_ENOMEM;
     for (size_t i = 0; i < m->cap; i++) {
@@ -295,6 +313,11 @@ void *sl__idmap_del(sl__idmap_t *m, const uint8_t id[16])
     m->slots[i].val = NULL;
     m->n--;
     return val;
+}
+
+void sl__idmap_prefetch(sl__idmap_t *m, const uint8_t id[16])
+{
+    __builtin_prefetch(&m->slots[s_id_hash(id) & (m->cap - 1)]);
 }
 
 size_t sl__idmap_size(sl__idmap_t *m)

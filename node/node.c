@@ -152,9 +152,13 @@ static sl__in_t *s_scan(const uint8_t *data, size_t size, int *rc)
         const uint8_t **raw = (const uint8_t **)(m->jobs + k);
         size_t *lens = (size_t *)(raw + k);
         sl__jobwire_publish(body, blen, raw, lens);
-        for (long i = 0; i < k; i++) {
+        for (long i = 0; i < k && m; i++) {
             sl__jobview_t v;
-            sl__jobwire_job(raw[i], lens[i], &v); /* checked while counting */
+            if (sl__jobwire_job(raw[i], lens[i], &v) != 0) {
+                s_in_free(m); /* protobuf-c is to judge it */
+                m = NULL;
+                break;
+            }
             m->jobs[i] = sl__job_new(raw[i], lens[i], &v);
             m->n++;
         }
@@ -472,6 +476,10 @@ static void s_publish_jobs(sl__node_t *n, sl__peer_t *p, uint64_t corr, sl__job_
                            size_t k)
 {
     sl__pubctx_t *ctx = sl__pub_new(p->rid, p->rid_len, corr, jobs, k);
+    /* Each job costs a random probe of n->ids: start them all at once. */
+    for (size_t i = 0; i < k; i++)
+        if (jobs[i]->id_len == 16)
+            sl__idmap_prefetch(n->ids, jobs[i]->id);
     for (size_t i = 0; i < k; i++) {
         sl__job_t *j = jobs[i];
         jobs[i] = NULL; /* the job now belongs to the queue */
@@ -530,7 +538,21 @@ static void s_publish(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__P
 static void s_ack(sl__node_t *n, sl__peer_t *p, uint64_t corr, const sl__jobwire_lease_t *ls,
                   size_t k)
 {
+    /* Each ack costs random loads (its id's slot in n->ids, the job, the
+     * slot of the done entry it pushes out): start a few acks' worth of
+     * them before settling any, so that their cache misses overlap. */
+    enum { AHEAD = 16 };
+    for (size_t i = 0; i < k && i < AHEAD; i++)
+        sl__idmap_prefetch(n->ids, ls[i].job_id);
+    sl__done_prefetch(n, k < AHEAD ? k : AHEAD);
     for (size_t i = 0; i < k; i++) {
+        if (i + AHEAD < k)
+            sl__idmap_prefetch(n->ids, ls[i + AHEAD].job_id);
+        if (i % AHEAD == 0) {
+            sl__done_prefetch(n, k - i < 2 * AHEAD ? k - i : 2 * AHEAD);
+            for (size_t a = i; a < k && a < i + AHEAD; a++)
+                __builtin_prefetch(sl__job_get(n, ls[a].job_id));
+        }
         Sluice__V1__Lease l = SLUICE__V1__LEASE__INIT;
         l.job_id.data = (uint8_t *)ls[i].job_id;
         l.job_id.len = 16;
@@ -886,15 +908,14 @@ sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
     n->endpoint = strdup(o->endpoint);
     n->node_id = strdup(o->node_id ? o->node_id : idbuf);
     n->queues = sl__map_new();
-    n->jobs = sl__idmap_new(offsetof(sl__job_t, id));
+    n->ids = sl__idmap_new(offsetof(sl__job_t, id));
     n->peers = sl__map_new();
     n->keys = sl__map_new();
-    n->done_ids = sl__idmap_new(offsetof(sl__done_t, id));
     n->done_keys = sl__map_new();
     n->inbound = sl_chan_new(SL_BUF_FIXED, SL__INBOUND_CAP);
     n->outbound = sl_chan_new(SL_BUF_FIXED, SL__OUTBOUND_CAP);
     n->local_peer = calloc(1, sizeof *n->local_peer);
-    if (!n->endpoint || !n->node_id || !n->queues || !n->jobs || !n->peers || !n->keys || !n->done_ids || !n->done_keys ||
+    if (!n->endpoint || !n->node_id || !n->queues || !n->ids || !n->peers || !n->keys || !n->done_keys ||
         !n->inbound || !n->outbound || !n->local_peer) {
         sl_node_destroy((sl_node_t **)&n);
         goto fail;
@@ -1045,6 +1066,8 @@ int sl_node_stop(sl_node_t *self, int64_t timeout_ms, sl_node_report_t *left)
 static void s_free_job(void *val, void *arg)
 {
     (void)arg;
+    if ((uintptr_t)val & SL__DONE_TAG)
+        return; /* a done ring entry: freed with the ring */
     sl__job_t *j = val;
     if (j->pub)
         sl__pub_abandon(j->pub); /* the confirm is never sent: the node is gone */
@@ -1053,7 +1076,7 @@ static void s_free_job(void *val, void *arg)
 
 /* Empty the level channels before any job is freed: dead jobs evicted
  * while still inside a channel are owned by the channel alone (freed
- * here); every other job is freed through n->jobs afterwards. */
+ * here); every other job is freed through n->ids afterwards. */
 static void s_drain_levels(const void *k, size_t len, void *val, void *arg)
 {
     (void)k;
@@ -1110,18 +1133,17 @@ void sl_node_destroy(sl_node_t **self_p)
         free(v);
     if (n->queues)
         sl__map_each(n->queues, s_drain_levels, NULL);
-    if (n->jobs)
-        sl__idmap_each(n->jobs, s_free_job, NULL);
+    if (n->ids)
+        sl__idmap_each(n->ids, s_free_job, NULL);
     if (n->queues)
         sl__map_each(n->queues, s_free_queue, NULL);
     if (n->peers)
         sl__map_each(n->peers, s_free_peer, NULL);
-    sl__idmap_destroy(&n->jobs);
+    sl__idmap_destroy(&n->ids);
     sl__map_destroy(&n->queues);
     sl__map_destroy(&n->peers);
     sl__map_destroy(&n->keys);
     sl__done_free_all(n);
-    sl__idmap_destroy(&n->done_ids);
     sl__map_destroy(&n->done_keys);
     for (size_t i = 0; i < n->nregs; i++) {
         sl__reg_t *r = n->regs[i];

@@ -46,6 +46,8 @@ enum { SL__J_WAITING = 1, SL__J_DELAYED, SL__J_READY, SL__J_LEASED, SL__J_RETRY,
  * rule makes them the ones the consumer sees. One allocation per job:
  * sl__job_new. */
 struct sl__job {
+    uint8_t id[16];             /* first, as in sl__done_t (n->ids); valid
+                                   when id_len == 16                       */
     sl__queue_t *q;
     int state;
     uint64_t lease_id;
@@ -69,7 +71,6 @@ struct sl__job {
     bool set_max_attempts;      /* the node filled in max_attempts ...     */
     bool set_created;           /* ... created_ms: appended on delivery    */
     /* Read from the bytes (the last value of a field given twice). */
-    uint8_t id[16];             /* the map key; valid when id_len == 16    */
     uint32_t id_len;
     uint32_t priority, attempt, max_attempts;
     int64_t created_ms, not_before_ms, deadline_ms;
@@ -88,7 +89,7 @@ struct sl__job {
 /* An acked job remembered for duplicate detection: the node keeps the
  * last max_done of them in a ring, indexed by id (and by key). */
 typedef struct sl__done {
-    uint8_t id[16];
+    uint8_t id[16];             /* first, as in sl__job_t                   */
     char *key;                  /* "queue\0idempotency-key" or NULL        */
     size_t klen;
 } sl__done_t;
@@ -224,10 +225,12 @@ struct sl__node {
     int running;
     void *io_thread;            /* pthread_t *                             */
     sl__map_t *queues, *peers, *keys;
-    sl__idmap_t *jobs;          /* every job held, by id                   */
+    /* Every id the node knows, in one index (one probe per publish and
+     * per ack): a job it holds (sl__job_t *), or a recently acked one
+     * (an entry of the done ring, tagged SL__DONE_TAG). */
+    sl__idmap_t *ids;
     sl__queue_t *last_queue;    /* the queue last looked up by name        */
-    sl__idmap_t *done_ids;      /* acked jobs, for DUPLICATE: done ring     */
-    sl__map_t *done_keys;       /* entries by id and by key                 */
+    sl__map_t *done_keys;       /* done ring entries by idempotency key     */
     sl__done_t *done;           /* ring of max_done, made at the first ack  */
     uint64_t done_n, done_next; /* entries used; next slot to fill          */
     sl__job_t *expiry_head, *expiry_tail; /* leases of the node's lease
@@ -248,6 +251,16 @@ struct sl__node {
     sl__reg_t **regs;           /* in-process handlers, freed at destroy  */
     size_t nregs;
 };
+
+/* n->ids values: a done ring entry has bit 0 set. */
+#define SL__DONE_TAG ((uintptr_t)1)
+
+/* The job held with this id, or NULL. */
+static inline sl__job_t *sl__job_get(sl__node_t *n, const uint8_t id[16])
+{
+    void *v = sl__idmap_get(n->ids, id);
+    return (uintptr_t)v & SL__DONE_TAG ? NULL : v;
+}
 
 /* queue.c */
 sl__queue_t *sl__queue_get(sl__node_t *n, const char *name, bool create, int *err);
@@ -270,6 +283,8 @@ void sl__pub_settle(sl__node_t *n, sl__pubctx_t *ctx, size_t i, int status, cons
 void sl__pub_send(sl__node_t *n, sl__pubctx_t *ctx);
 void sl__pub_abandon(sl__pubctx_t *ctx);
 void sl__done_free_all(sl__node_t *n);
+/* Prefetch n->ids where the next k acks push old done entries out. */
+void sl__done_prefetch(sl__node_t *n, size_t k);
 void sl__job_free(sl__job_t *j);
 void sl__timer_arm(sl__node_t *n, sl__job_t *j, int kind, int64_t when);
 void sl__lease_expiry(sl__node_t *n, int64_t now);

@@ -112,7 +112,7 @@ static void s_heap_compact(sl__node_t *n)
     size_t k = 0;
     for (size_t i = 0; i < n->heap_n; i++) {
         sl__tmr_t *t = &n->heap[i];
-        sl__job_t *j = sl__idmap_get(n->jobs, t->id);
+        sl__job_t *j = sl__job_get(n, t->id);
         if (j && t->gen == (t->kind == SL__T_TTL ? j->ttl_gen : j->timer_gen))
             n->heap[k++] = *t;
     }
@@ -206,7 +206,8 @@ static size_t s_key(const sl__job_t *j, char *buf, size_t size)
 /* Drop a job from the indexes (it can no longer be found by id or key). */
 static void s_unindex(sl__node_t *n, sl__job_t *j)
 {
-    sl__idmap_del(n->jobs, j->id);
+    if (sl__idmap_get(n->ids, j->id) == j)
+        sl__idmap_del(n->ids, j->id);
     if (!j->ikey_len)
         return;
     char key[300];
@@ -225,8 +226,8 @@ static void s_forget(sl__node_t *n, sl__job_t *j)
 /* Forget ring entry d: out of the indexes that still point at it. */
 static void s_done_clear(sl__node_t *n, sl__done_t *d)
 {
-    if (sl__idmap_get(n->done_ids, d->id) == d)
-        sl__idmap_del(n->done_ids, d->id);
+    if (sl__idmap_get(n->ids, d->id) == (void *)((uintptr_t)d | SL__DONE_TAG))
+        sl__idmap_del(n->ids, d->id);
     if (d->key && sl__map_get(n->done_keys, d->key, d->klen) == d)
         sl__map_del(n->done_keys, d->key, d->klen);
     free(d->key);
@@ -234,13 +235,13 @@ static void s_done_clear(sl__node_t *n, sl__done_t *d)
 }
 
 /* Remember an acked job's id and key in the ring of the last max_done,
- * overwriting the oldest. */
+ * overwriting the oldest. The entry takes the job's place in n->ids. */
 static void s_remember_done(sl__node_t *n, const sl__job_t *j)
 {
     if (n->o.max_done == 0)
         return;
     if (!n->done) {
-        n->done = calloc(n->o.max_done, sizeof *n->done);
+        n->done = sl__big_calloc(n->o.max_done * sizeof *n->done);
         if (!n->done)
             abort();
     }
@@ -261,12 +262,20 @@ static void s_remember_done(sl__node_t *n, const sl__job_t *j)
         memcpy(d->key, key, k);
         d->klen = k;
     }
-    /* The same id done twice (resent after an ack): the newer entry wins;
-     * the older one, when overwritten, finds the index moved on. */
     int err;
-    sl__idmap_put(n->done_ids, d, &err);
+    sl__idmap_put(n->ids, (void *)((uintptr_t)d | SL__DONE_TAG), &err);
     if (err != SL_OK || (d->key && sl__map_put(n->done_keys, d->key, d->klen, d) != SL_OK))
         abort();
+}
+
+void sl__done_prefetch(sl__node_t *n, size_t k)
+{
+    if (!n->done || n->done_n < n->o.max_done)
+        return; /* nothing is pushed out yet */
+    for (uint64_t i = 0, d = n->done_next; i < k && i < n->o.max_done; i++) {
+        sl__idmap_prefetch(n->ids, n->done[d].id);
+        d = d + 1 == n->o.max_done ? 0 : d + 1;
+    }
 }
 
 void sl__done_free_all(sl__node_t *n)
@@ -516,14 +525,12 @@ void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i)
                  (unsigned long long)n->o.max_job);
         goto reject;
     }
-    if (sl__idmap_get(n->jobs, j->id)) {
+    void *known = sl__idmap_get(n->ids, j->id);
+    if (known) {
         sl__job_free(j);
-        sl__pub_settle(n, ctx, i, DUP, "job id already held", 0);
-        return;
-    }
-    if (sl__idmap_get(n->done_ids, j->id)) {
-        sl__job_free(j);
-        sl__pub_settle(n, ctx, i, DUP, "job id already done", 0);
+        sl__pub_settle(n, ctx, i, DUP,
+                       (uintptr_t)known & SL__DONE_TAG ? "job id already done"
+                                                       : "job id already held", 0);
         return;
     }
     char key[300];
@@ -599,7 +606,7 @@ void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i)
         }
     }
     int perr;
-    sl__idmap_put(n->jobs, j, &perr);
+    sl__idmap_put(n->ids, j, &perr);
     if (perr != SL_OK)
         abort();
     if (klen > 0 && sl__map_put(n->keys, key, (size_t)klen, j) != SL_OK)
@@ -939,7 +946,7 @@ static sl__job_t *s_leased(sl__node_t *n, const Sluice__V1__Lease *l, Sluice__V1
         *code = SLUICE__V1__ERROR__CODE__BAD_ID;
         return NULL;
     }
-    sl__job_t *j = sl__idmap_get(n->jobs, l->job_id.data);
+    sl__job_t *j = sl__job_get(n, l->job_id.data);
     if (!j || j->state != SL__J_LEASED || j->lease_id != l->lease_id || l->epoch != n->epoch) {
         *code = SLUICE__V1__ERROR__CODE__STALE_LEASE;
         return NULL;
@@ -1100,7 +1107,7 @@ void sl__lease_expiry(sl__node_t *n, int64_t now)
 
 void sl__queue_timer(sl__node_t *n, sl__tmr_t *t)
 {
-    sl__job_t *j = sl__idmap_get(n->jobs, t->id);
+    sl__job_t *j = sl__job_get(n, t->id);
     if (j && t->kind == SL__T_TTL) {
         if (t->gen == j->ttl_gen)
             s_ttl(n, j);
@@ -1172,7 +1179,7 @@ void sl__queue_stats(sl__queue_t *q, Sluice__V1__QueueStats *s)
 
 void sl__queue_free(sl__queue_t *q)
 {
-    /* Called after the engine stopped: jobs are freed through n->jobs. */
+    /* Called after the engine stopped: jobs are freed through n->ids. */
     for (int p = 0; p < SL__LEVELS; p++)
         sl_chan_destroy(&q->levels[p]);
     sl_chan_destroy(&q->wake);
