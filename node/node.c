@@ -227,13 +227,25 @@ static sl__in_t *s_read_one(sl__node_t *n)
     return m;
 }
 
+static void s_out_free(void *data, void *hint)
+{
+    (void)data;
+    free(hint);
+}
+
 static void s_write_out(sl__node_t *n, sl__out_t *o)
 {
     /* Unknown or departed peers: ROUTER drops the message, which is what
-     * we want for a peer that is gone. */
-    zmq_send(n->router, o->rid, o->rid_len, ZMQ_SNDMORE);
-    zmq_send(n->router, o->buf, o->len, 0);
-    free(o);
+     * we want for a peer that is gone. The body goes without a copy:
+     * ZeroMQ frees o once it has been sent (or dropped). */
+    zmq_msg_t body;
+    if (zmq_send(n->router, o->rid, o->rid_len, ZMQ_SNDMORE) < 0 ||
+        zmq_msg_init_data(&body, o->buf, o->len, s_out_free, o) != 0) {
+        free(o);
+        return;
+    }
+    if (zmq_msg_send(&body, n->router, 0) < 0)
+        zmq_msg_close(&body); /* frees o */
 }
 
 static void *s_io_main(void *arg)
