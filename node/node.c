@@ -5,7 +5,9 @@
  *                                    <--outbound chan-- engine + delivery
  *
  * The socket thread only moves frames: it decodes envelopes into the
- * inbound channel and sends what the outbound channel holds; it waits on
+ * inbound channel (Publish and Ack scanned in place, each published job
+ * made into its sl__job_t there; see jobwire.h) and sends what the
+ * outbound channel holds; it waits on
  * the socket and on the outbound channel's eventfd with one zmq_poll. When
  * inbound is full it stops reading the socket, so a flood backs up into
  * ZeroMQ's and TCP's buffers instead of node memory. The engine never

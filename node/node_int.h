@@ -1,6 +1,6 @@
 /* node_int.h -- the node's internal objects, shared by node.c (lifecycle,
  * socket thread, engine loop, peers) and queue.c (queues, jobs, leases,
- * delivery).
+ * delivery); jobwire.h reads and writes the job messages' wire format.
  *
  * Concurrency: the engine coroutine and every queue's delivery coroutine
  * run on one worker (they are spawned from the engine without
