@@ -4,10 +4,14 @@
  *   max          publish as fast as the window allows; jobs/s from the first
  *                publish to the last ack, and publish -> handler latency
  *   consume      as max, the consumer running sl_client_consume handlers
- *   paced RATE   RATE k jobs/s (the driver passes half of max): latency
+ *   paced RATE [ack|consume]
+ *                RATE k jobs/s through the explicit-ack consumer (ack, the
+ *                default) or sl_client_consume handlers (consume): latency;
+ *                the driver passes half of the same path's max rate
  *   flood        BENCH_FLOOD jobs into a queue bounded at 100,000 (block),
  *                the consumer starting late; the node's VmRSS over time
- * Usage: e2e_sluice max|consume|paced RATE|flood  (see docs/bench.md) */
+ * Usage: e2e_sluice max|consume|paced RATE [ack|consume]|flood
+ * (see docs/bench.md) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -37,6 +41,7 @@ typedef enum { MODE_MAX, MODE_CONSUME, MODE_PACED, MODE_FLOOD } s_mode_t;
 /* Shared by the parent, the producer and the consumer (mapped before fork). */
 typedef struct {
     s_mode_t mode;
+    int handlers;           /* the consumer runs sl_client_consume handlers  */
     char endpoint[256];
     long n;                 /* jobs                                          */
     double rate;            /* paced: jobs/s                                 */
@@ -405,9 +410,12 @@ int main(int argc, char **argv)
         run->n = bench_count("BENCH_E2E_N", 1000000);
     } else if (strcmp(w, "consume") == 0) {
         run->mode = MODE_CONSUME;
+        run->handlers = 1;
         run->n = bench_count("BENCH_E2E_N", 1000000);
-    } else if (strcmp(w, "paced") == 0 && argc > 2 && atof(argv[2]) > 0) {
+    } else if (strcmp(w, "paced") == 0 && argc > 2 && atof(argv[2]) > 0 &&
+               (argc < 4 || strcmp(argv[3], "ack") == 0 || strcmp(argv[3], "consume") == 0)) {
         run->mode = MODE_PACED;
+        run->handlers = argc > 3 && strcmp(argv[3], "consume") == 0;
         run->rate = atof(argv[2]) * 1000.0;
         run->batch = s_env("BENCH_E2E_PACED_BATCH", 16);
         run->window = MAX_WINDOW;
@@ -424,7 +432,7 @@ int main(int argc, char **argv)
         run->window = s_env("BENCH_E2E_FLOOD_WINDOW", 64);
         run->consumer_delay_ms = s_env("BENCH_FLOOD_DELAY_MS", 1000);
     } else {
-        fprintf(stderr, "usage: e2e_sluice max|consume|paced RATE_K|flood\n");
+        fprintf(stderr, "usage: e2e_sluice max|consume|paced RATE_K [ack|consume]|flood\n");
         return 2;
     }
     BENCH_CHECK(run->window >= 1 && run->window <= MAX_WINDOW, "window 1..%d", MAX_WINDOW);
@@ -446,11 +454,14 @@ int main(int argc, char **argv)
     bench_info("%s: node %s, %ld jobs, batch %ld, window %ld, credit %ld%s", w,
                run->endpoint, run->n, run->batch, run->window, run->credit,
                run->mode == MODE_PACED ? " (paced)" : "");
+    bench_info("%s: consumer path: %s", w,
+               run->handlers ? "sl_client_consume handlers"
+                             : "sl_client_subscribe + sl_client_ack (explicit ack)");
     e2e_sleep_ms(100); /* let the node settle before the RSS baseline */
     s_mem_t mem = {.start = e2e_rss_of(node)};
     pid_t perf = s_perf_start(node, w);
 
-    pid_t c = e2e_fork(run->mode == MODE_CONSUME ? s_handler_consumer : s_consumer, run);
+    pid_t c = e2e_fork(run->handlers ? s_handler_consumer : s_consumer, run);
     pid_t p = e2e_fork(s_producer, run);
     if (run->mode == MODE_FLOOD)
         s_watch_flood(run, node, p, c, &mem);
@@ -487,11 +498,17 @@ int main(int argc, char **argv)
         bench_result("slc_rate", rate, "k/s");
         e2e_lat_report("slc", &run->lat);
         break;
-    case MODE_PACED:
-        bench_result("paced_target", run->rate / 1000.0, "k/s");
-        bench_result("paced_rate", rate, "k/s");
-        e2e_lat_report("paced", &run->lat);
+    case MODE_PACED: {
+        /* paced_*: the explicit-ack path; pacedc_*: handlers. */
+        const char *pre = run->handlers ? "pacedc" : "paced";
+        char name[64];
+        snprintf(name, sizeof name, "%s_target", pre);
+        bench_result(name, run->rate / 1000.0, "k/s");
+        snprintf(name, sizeof name, "%s_rate", pre);
+        bench_result(name, rate, "k/s");
+        e2e_lat_report(pre, &run->lat);
         break;
+    }
     case MODE_FLOOD: {
         const double mib = 1024.0 * 1024.0;
         bench_info("flood: %d samples, deepest queue %llu (bound " MAX_LENGTH ")",

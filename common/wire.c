@@ -149,7 +149,7 @@ static int s_recv_frame(void *sock, zmq_msg_t *m, int flags)
 }
 
 static int s_recv(void *sock, bool router, size_t max_frame, int flags,
-                  sl_wire_msg_t *out)
+                  sl_wire_msg_t *out, sl_wire_decode_fn decode, void *arg)
 {
     s_msg_clear(out);
     if (!sock)
@@ -191,6 +191,8 @@ static int s_recv(void *sock, bool router, size_t max_frame, int flags,
         out->size = zmq_msg_size(&body);
         if (max_frame > 0 && out->size > max_frame)
             rc = SL_ETOOBIG;
+        else if (decode)
+            rc = decode(zmq_msg_data(&body), out->size, arg);
         else
             rc = sl_wire_unpack(zmq_msg_data(&body), out->size, &out->env);
     }
@@ -202,13 +204,19 @@ static int s_recv(void *sock, bool router, size_t max_frame, int flags,
 
 int sl_wire_recv(void *sock, bool router, size_t max_frame, sl_wire_msg_t *out)
 {
-    return s_recv(sock, router, max_frame, 0, out);
+    return s_recv(sock, router, max_frame, 0, out, NULL, NULL);
 }
 
 int sl_wire_try_recv(void *sock, bool router, size_t max_frame,
                      sl_wire_msg_t *out)
 {
-    return s_recv(sock, router, max_frame, ZMQ_DONTWAIT, out);
+    return s_recv(sock, router, max_frame, ZMQ_DONTWAIT, out, NULL, NULL);
+}
+
+int sl_wire_try_recv_with(void *sock, bool router, size_t max_frame, sl_wire_msg_t *out,
+                          sl_wire_decode_fn decode, void *arg)
+{
+    return s_recv(sock, router, max_frame, ZMQ_DONTWAIT, out, decode, arg);
 }
 
 void sl_wire_msg_release(sl_wire_msg_t *msg)

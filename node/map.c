@@ -3,6 +3,7 @@
  * (job ids are 16 bytes: two multiplies instead of sixteen). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "map.h"
 #include "sluice/error.h"
@@ -164,4 +165,169 @@ void sl__map_each(sl__map_t *m, void (*fn)(const void *, size_t, void *, void *)
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].hash)
             fn(m->slots[i].key, m->slots[i].len, m->slots[i].val, arg);
+}
+
+/* --- id maps ------------------------------------------------------------- */
+
+#define SL__HUGE (2u << 20)
+
+/* size zeroed bytes; from 2 MiB up, on huge pages where the kernel has
+ * them: a table probed at random costs a TLB miss per probe otherwise. */
+void *sl__big_calloc(size_t size)
+{
+    if (size < SL__HUGE)
+        return calloc(1, size);
+    size = (size + SL__HUGE - 1) & ~(size_t)(SL__HUGE - 1);
+    void *p = aligned_alloc(SL__HUGE, size);
+    if (!p)
+        return NULL;
+    madvise(p, size, MADV_HUGEPAGE); /* advice only: fine if refused */
+    memset(p, 0, size);
+    return p;
+}
+
+typedef struct {
+    uint64_t hash;  /* 0 = empty slot */
+    void *val;
+} sl__islot_t;
+
+struct sl__idmap {
+    sl__islot_t *slots;
+    size_t cap;     /* power of two, kept at most half full */
+    size_t n;
+    size_t key_off;
+};
+
+static inline uint64_t s_id_hash(const uint8_t id[16])
+{
+    uint64_t a, b;
+    memcpy(&a, id, 8);
+    memcpy(&b, id + 8, 8);
+    uint64_t h = s_mix(s_mix(0x2545f4914f6cdd1dULL, a), b);
+    return h ? h : 1;
+}
+
+static inline const uint8_t *s_id_of(const sl__idmap_t *m, const void *val)
+{
+    return (const uint8_t *)((uintptr_t)val & ~(uintptr_t)1) + m->key_off;
+}
+
+sl__idmap_t *sl__idmap_new(size_t key_off)
+{
+    sl__idmap_t *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->cap = 64;
+    m->key_off = key_off;
+    m->slots = calloc(m->cap, sizeof *m->slots);
+    if (!m->slots) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void sl__idmap_destroy(sl__idmap_t **mp)
+{
+    if (!mp || !*mp)
+        return;
+    free((*mp)->slots);
+    free(*mp);
+    *mp = NULL;
+}
+
+/* The slot holding id, or the empty slot that ends its probe run. */
+static sl__islot_t *s_id_find(sl__idmap_t *m, const uint8_t id[16], uint64_t h)
+{
+    size_t mask = m->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        sl__islot_t *s = &m->slots[i];
+        if (!s->hash || (s->hash == h && memcmp(s_id_of(m, s->val), id, 16) == 0))
+            return s;
+    }
+}
+
+static int s_id_grow(sl__idmap_t *m)
+{
+    size_t ncap = m->cap * 2;
+    sl__islot_t *ns = sl__big_calloc(ncap * sizeof *ns);
+    if (!ns)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->slots[i].hash)
+            continue;
+        size_t j = m->slots[i].hash & (ncap - 1);
+        while (ns[j].hash)
+            j = (j + 1) & (ncap - 1);
+        ns[j] = m->slots[i];
+    }
+    free(m->slots);
+    m->slots = ns;
+    m->cap = ncap;
+    return SL_OK;
+}
+
+void *sl__idmap_get(sl__idmap_t *m, const uint8_t id[16])
+{
+    sl__islot_t *s = s_id_find(m, id, s_id_hash(id));
+    return s->hash ? s->val : NULL;
+}
+
+void *sl__idmap_put(sl__idmap_t *m, void *val, int *err)
+{
+    if ((m->n + 1) * 2 > m->cap && s_id_grow(m) != SL_OK) {
+        if (err)
+            *err = SL_ENOMEM;
+        return NULL;
+    }
+    if (err)
+        *err = SL_OK;
+    const uint8_t *id = s_id_of(m, val);
+    uint64_t h = s_id_hash(id);
+    sl__islot_t *s = s_id_find(m, id, h);
+    void *old = s->hash ? s->val : NULL;
+    if (!s->hash)
+        m->n++;
+    s->hash = h;
+    s->val = val;
+    return old;
+}
+
+void *sl__idmap_del(sl__idmap_t *m, const uint8_t id[16])
+{
+    sl__islot_t *s = s_id_find(m, id, s_id_hash(id));
+    if (!s->hash)
+        return NULL;
+    void *val = s->val;
+    size_t mask = m->cap - 1;
+    size_t i = (size_t)(s - m->slots);
+    /* Backward shift, as in sl__map_del. */
+    for (size_t j = (i + 1) & mask; m->slots[j].hash; j = (j + 1) & mask) {
+        size_t home = m->slots[j].hash & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            m->slots[i] = m->slots[j];
+            i = j;
+        }
+    }
+    m->slots[i].hash = 0;
+    m->slots[i].val = NULL;
+    m->n--;
+    return val;
+}
+
+void sl__idmap_prefetch(sl__idmap_t *m, const uint8_t id[16])
+{
+    __builtin_prefetch(&m->slots[s_id_hash(id) & (m->cap - 1)]);
+}
+
+size_t sl__idmap_size(sl__idmap_t *m)
+{
+    return m->n;
+}
+
+void sl__idmap_each(sl__idmap_t *m, void (*fn)(void *val, void *arg), void *arg)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].hash)
+            fn(m->slots[i].val, arg);
 }

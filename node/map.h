@@ -28,4 +28,42 @@ size_t sl__map_size(sl__map_t *self);
 void sl__map_each(sl__map_t *self, void (*fn)(const void *key, size_t len, void *val, void *arg),
                   void *arg);
 
+/* size zeroed bytes, caller owns (free()); from 2 MiB up on huge pages
+ * when the kernel allows, for tables probed at random. NULL if out of
+ * memory. */
+void *sl__big_calloc(size_t size);
+
+/* An id map: 16-byte keys that live inside their values, at key_off
+ * bytes into each (a job's id, say), so the map holds only pointers and
+ * never copies or frees a key. A value may carry a tag in bit 0 (the
+ * map ignores it when it reads the key). A value must keep its key unchanged while
+ * it is in the map. One probe run per call; lookups compare a stored hash
+ * before touching a value. */
+typedef struct sl__idmap sl__idmap_t;
+
+/* NULL if out of memory. */
+sl__idmap_t *sl__idmap_new(size_t key_off);
+void sl__idmap_destroy(sl__idmap_t **self_p);
+
+/* The value whose key is id, or NULL. */
+void *sl__idmap_get(sl__idmap_t *self, const uint8_t id[16]);
+
+/* Insert val under the key inside it, replacing a value with that key;
+ * returns the replaced value or NULL. *err (may be NULL) gets SL_OK or
+ * SL_ENOMEM (map unchanged). */
+void *sl__idmap_put(sl__idmap_t *self, void *val, int *err);
+
+/* Remove the value with key id; returns it or NULL. */
+void *sl__idmap_del(sl__idmap_t *self, const uint8_t id[16]);
+
+/* Start loading the slot where id's probe run begins: a batch of lookups
+ * that prefetches every key first waits about one cache miss, not one
+ * per key. */
+void sl__idmap_prefetch(sl__idmap_t *self, const uint8_t id[16]);
+
+size_t sl__idmap_size(sl__idmap_t *self);
+
+/* Visit every value; fn may not modify the map. */
+void sl__idmap_each(sl__idmap_t *self, void (*fn)(void *val, void *arg), void *arg);
+
 #endif

@@ -5,7 +5,9 @@
  *                                    <--outbound chan-- engine + delivery
  *
  * The socket thread only moves frames: it decodes envelopes into the
- * inbound channel and sends what the outbound channel holds; it waits on
+ * inbound channel (Publish and Ack scanned in place, each published job
+ * made into its sl__job_t there; see jobwire.h) and sends what the
+ * outbound channel holds; it waits on
  * the socket and on the outbound channel's eventfd with one zmq_poll. When
  * inbound is full it stops reading the socket, so a flood backs up into
  * ZeroMQ's and TCP's buffers instead of node memory. The engine never
@@ -14,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -65,18 +68,29 @@ void sl_node_opts_default(sl_node_opts_t *o)
 
 /* --- sending ------------------------------------------------------------ */
 
-void sl__send(sl__node_t *n, const uint8_t *rid, size_t rid_len, Sluice__V1__Envelope *env)
+sl__out_t *sl__out_new(const uint8_t *rid, size_t rid_len, size_t len)
 {
-    size_t len = sluice__v1__envelope__get_packed_size(env);
     sl__out_t *o = malloc(sizeof *o + len);
     if (!o)
         abort(); /* daemon: out of memory */
     memcpy(o->rid, rid, rid_len);
     o->rid_len = rid_len;
-    o->len = sluice__v1__envelope__pack(env, o->buf);
+    o->len = len;
+    return o;
+}
+
+void sl__out_send(sl__node_t *n, sl__out_t *o)
+{
     /* Parks while the socket thread is behind: backpressure on the engine. */
     if (sl_put(n->outbound, o) != SL_OK)
         free(o);
+}
+
+void sl__send(sl__node_t *n, const uint8_t *rid, size_t rid_len, Sluice__V1__Envelope *env)
+{
+    sl__out_t *o = sl__out_new(rid, rid_len, sluice__v1__envelope__get_packed_size(env));
+    o->len = sluice__v1__envelope__pack(env, o->buf);
+    sl__out_send(n, o);
 }
 
 void sl__send_error(sl__node_t *n, const uint8_t *rid, size_t rid_len, uint64_t corr,
@@ -99,38 +113,159 @@ void sl__send_error(sl__node_t *n, const uint8_t *rid, size_t rid_len, uint64_t 
 
 /* --- the socket thread -------------------------------------------------- */
 
+/* Free an inbound message and what it owns. */
+static void s_in_free(sl__in_t *m)
+{
+    if (!m)
+        return;
+    sluice__v1__envelope__free_unpacked(m->env, NULL);
+    if (m->kind == SL__IN_PUBLISH)
+        for (size_t i = 0; i < m->n; i++)
+            sl__job_free(m->jobs[i]);
+    free(m);
+}
+
+/* A new inbound message with room for n elements of size each after it. */
+static sl__in_t *s_in_new(size_t n, size_t size)
+{
+    sl__in_t *m = calloc(1, sizeof *m + n * size);
+    if (!m)
+        abort();
+    return m;
+}
+
+/* Publish and Ack envelopes are scanned in place: the jobs of a Publish
+ * become sl__job_t (their bytes and the fields the node reads, one
+ * allocation each) here, on the socket thread. Every other envelope, and
+ * anything the scanner leaves to protobuf-c, is unpacked into m->env. */
+static sl__in_t *s_scan(const uint8_t *data, size_t size, int *rc)
+{
+    uint64_t corr;
+    const uint8_t *body;
+    size_t blen;
+    sl__in_t *m = NULL;
+    switch (sl__jobwire_envelope(data, size, &corr, &body, &blen)) {
+    case SL__JW_PUBLISH: {
+        long k = sl__jobwire_publish(body, blen, NULL, NULL);
+        if (k < 0)
+            break;
+        m = s_in_new((size_t)k, sizeof(sl__job_t *) + sizeof(const uint8_t *) + sizeof(size_t));
+        m->kind = SL__IN_PUBLISH;
+        m->jobs = (sl__job_t **)(m + 1);
+        const uint8_t **raw = (const uint8_t **)(m->jobs + k);
+        size_t *lens = (size_t *)(raw + k);
+        sl__jobwire_publish(body, blen, raw, lens);
+        for (long i = 0; i < k && m; i++) {
+            sl__jobview_t v;
+            if (sl__jobwire_job(raw[i], lens[i], &v) != 0) {
+                s_in_free(m); /* protobuf-c is to judge it */
+                m = NULL;
+                break;
+            }
+            m->jobs[i] = sl__job_new(raw[i], lens[i], &v);
+            m->n++;
+        }
+        break;
+    }
+    case SL__JW_ACK: {
+        long k = sl__jobwire_ack(body, blen, NULL);
+        if (k < 0)
+            break;
+        m = s_in_new((size_t)k, sizeof(sl__jobwire_lease_t));
+        m->kind = SL__IN_ACK;
+        m->leases = (sl__jobwire_lease_t *)(m + 1);
+        m->n = (size_t)sl__jobwire_ack(body, blen, m->leases);
+        break;
+    }
+    default:
+        break;
+    }
+    if (m) {
+        m->corr = corr;
+        *rc = SL_OK;
+        return m;
+    }
+    Sluice__V1__Envelope *env = NULL;
+    *rc = sl_wire_unpack(data, size, &env);
+    if (*rc != SL_OK)
+        return NULL;
+    m = s_in_new(0, 0);
+    m->kind = SL__IN_ENV;
+    m->env = env;
+    return m;
+}
+
+typedef struct {
+    sl__in_t *m;
+} sl__scan_t;
+
+static int s_decode(const void *data, size_t size, void *arg)
+{
+    int rc;
+    ((sl__scan_t *)arg)->m = s_scan(data, size, &rc);
+    return rc;
+}
+
 /* Read one whole message from the router into a new sl__in_t, or NULL
- * when nothing is waiting. Frame checks and decoding are sl_wire's. */
+ * when nothing is waiting. Frame checks are sl_wire's. */
 static sl__in_t *s_read_one(sl__node_t *n)
 {
     sl_wire_msg_t w;
-    int rc = sl_wire_try_recv(n->router, true, n->o.max_frame, &w);
-    if (rc != SL_OK && rc != SL_EPROTO && rc != SL_ETOOBIG)
+    sl__scan_t sc = {NULL};
+    int rc = sl_wire_try_recv_with(n->router, true, n->o.max_frame, &w, s_decode, &sc);
+    if (rc != SL_OK && rc != SL_EPROTO && rc != SL_ETOOBIG) {
+        s_in_free(sc.m);
         return NULL;
-    sl__in_t *m = calloc(1, sizeof *m);
-    if (!m)
-        abort();
+    }
+    sl__in_t *m = sc.m;
+    if (rc != SL_OK || !m) {
+        s_in_free(m);
+        m = s_in_new(0, 0);
+        m->kind = SL__IN_BAD;
+        m->err = rc == SL_OK ? SL_EPROTO : rc;
+    }
     memcpy(m->rid, w.rid, w.rid_len);
     m->rid_len = w.rid_len;
-    if (rc == SL_OK) {
-        m->kind = SL__IN_ENV;
-        m->env = w.env; /* ownership moves to the message */
-        w.env = NULL;
-    } else {
-        m->kind = SL__IN_BAD;
-        m->err = rc;
-    }
     sl_wire_msg_release(&w);
     return m;
 }
 
+static void s_out_free(void *data, void *hint)
+{
+    (void)data;
+    free(hint);
+}
+
+/* ThreadSanitizer cannot see how libzmq hands a message to its I/O
+ * thread, so a frame freed there looks like a race with the engine that
+ * wrote it: under TSan, frames are copied into ZeroMQ and freed here. */
+#if defined(__SANITIZE_THREAD__)
+#define S_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define S_TSAN 1
+#endif
+#endif
+
 static void s_write_out(sl__node_t *n, sl__out_t *o)
 {
     /* Unknown or departed peers: ROUTER drops the message, which is what
-     * we want for a peer that is gone. */
+     * we want for a peer that is gone. The body goes without a copy:
+     * ZeroMQ frees o once it has been sent (or dropped). */
+#ifdef S_TSAN
     zmq_send(n->router, o->rid, o->rid_len, ZMQ_SNDMORE);
     zmq_send(n->router, o->buf, o->len, 0);
     free(o);
+    return;
+#endif
+    zmq_msg_t body;
+    if (zmq_send(n->router, o->rid, o->rid_len, ZMQ_SNDMORE) < 0 ||
+        zmq_msg_init_data(&body, o->buf, o->len, s_out_free, o) != 0) {
+        free(o);
+        return;
+    }
+    if (zmq_msg_send(&body, n->router, 0) < 0)
+        zmq_msg_close(&body); /* frees o */
 }
 
 static void *s_io_main(void *arg)
@@ -165,10 +300,7 @@ static void *s_io_main(void *arg)
             break;
         }
     }
-    if (pending) {
-        sluice__v1__envelope__free_unpacked(pending->env, NULL);
-        free(pending);
-    }
+    s_in_free(pending);
     return NULL;
 }
 
@@ -372,37 +504,99 @@ static const char *s_code_text(Sluice__V1__Error__Code c)
                                                 : "stale lease: not held, expired or superseded";
 }
 
-static void s_publish(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Publish *pub)
+/* Place each job of a Publish in order, then confirm them all (now, or
+ * once the last blocked one is placed). Takes the jobs: jobs[i] is NULLed. */
+static void s_publish_jobs(sl__node_t *n, sl__peer_t *p, uint64_t corr, sl__job_t **jobs,
+                           size_t k)
 {
-    sl__pubctx_t *ctx = calloc(1, sizeof *ctx);
-    size_t k = pub->n_jobs;
-    if (!ctx || !(ctx->confirms = calloc(k + 1, sizeof *ctx->confirms)) ||
-        !(ctx->reasons = calloc(k + 1, sizeof *ctx->reasons)))
-        abort();
-    memcpy(ctx->rid, p->rid, p->rid_len);
-    ctx->rid_len = p->rid_len;
-    ctx->corr = corr;
-    ctx->n = k;
-    ctx->remaining = k + 1; /* +1: settled below, after every job is placed */
+    sl__pubctx_t *ctx = sl__pub_new(p->rid, p->rid_len, corr, jobs, k);
+    /* Each job costs a random probe of n->ids: start them all at once. */
+    for (size_t i = 0; i < k; i++)
+        if (jobs[i]->id_len == 16)
+            sl__idmap_prefetch(n->ids, jobs[i]->id);
     for (size_t i = 0; i < k; i++) {
-        sluice__v1__job_confirm__init(&ctx->confirms[i]);
-        Sluice__V1__Job *j = pub->jobs[i];
-        size_t idl = j ? j->id.len : 0;
-        ctx->confirms[i].id.data = malloc(idl ? idl : 1);
-        if (!ctx->confirms[i].id.data)
-            abort();
-        if (idl)
-            memcpy(ctx->confirms[i].id.data, j->id.data, idl);
-        ctx->confirms[i].id.len = idl;
-    }
-    for (size_t i = 0; i < k; i++) {
-        Sluice__V1__Job *j = pub->jobs[i];
-        pub->jobs[i] = NULL; /* the job now belongs to the queue */
+        sl__job_t *j = jobs[i];
+        jobs[i] = NULL; /* the job now belongs to the queue */
         sl__queue_publish(n, j, ctx, i);
     }
     /* The extra count kept the confirm from going out half-built. */
     if (--ctx->remaining == 0)
         sl__pub_send(n, ctx);
+}
+
+/* A Publish protobuf-c decoded (one the scanner left to it): each job
+ * packed again and scanned, so that it is kept like any other. */
+static void s_publish(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Publish *pub)
+{
+    size_t k = pub->n_jobs;
+    sl__job_t **jobs = calloc(k + 1, sizeof *jobs);
+    if (!jobs)
+        abort();
+    for (size_t i = 0; i < k; i++) {
+        size_t len = sluice__v1__job__get_packed_size(pub->jobs[i]);
+        uint8_t *buf = malloc(len ? len : 1);
+        if (!buf)
+            abort();
+        len = sluice__v1__job__pack(pub->jobs[i], buf);
+        sl__jobview_t v;
+        if (sl__jobwire_job(buf, len, &v) != 0) {
+            /* Re-encoded, an unknown field 0 has a one-byte tag, which no
+             * decoder takes: keep what the checks before that one read, to
+             * reject the job as before. */
+            Sluice__V1__Job *pj = pub->jobs[i];
+            size_t ql = strlen(pj->queue);
+            free(buf);
+            buf = malloc(pj->id.len + ql + 1);
+            if (!buf)
+                abort();
+            memset(&v, 0, sizeof v);
+            v.id = buf;
+            v.id_len = pj->id.len;
+            if (v.id_len)
+                memcpy(buf, pj->id.data, v.id_len);
+            v.queue = buf + v.id_len;
+            v.queue_len = ql;
+            memcpy(buf + v.id_len, pj->queue, ql);
+            v.priority = pj->priority;
+            v.field0 = true;
+            len = v.id_len + ql;
+        }
+        jobs[i] = sl__job_new(buf, len, &v);
+        free(buf);
+    }
+    s_publish_jobs(n, p, corr, jobs, k);
+    free(jobs);
+}
+
+/* Ack{items}: each lease settled; a refused one gets a LeaseReply. */
+static void s_ack(sl__node_t *n, sl__peer_t *p, uint64_t corr, const sl__jobwire_lease_t *ls,
+                  size_t k)
+{
+    /* Each ack costs random loads (its id's slot in n->ids, the job, the
+     * slot of the done entry it pushes out): start a few acks' worth of
+     * them before settling any, so that their cache misses overlap. */
+    enum { AHEAD = 16 };
+    for (size_t i = 0; i < k && i < AHEAD; i++)
+        sl__idmap_prefetch(n->ids, ls[i].job_id);
+    sl__done_prefetch(n, k < AHEAD ? k : AHEAD);
+    for (size_t i = 0; i < k; i++) {
+        if (i + AHEAD < k)
+            sl__idmap_prefetch(n->ids, ls[i + AHEAD].job_id);
+        if (i % AHEAD == 0) {
+            sl__done_prefetch(n, k - i < 2 * AHEAD ? k - i : 2 * AHEAD);
+            for (size_t a = i; a < k && a < i + AHEAD; a++)
+                __builtin_prefetch(sl__job_get(n, ls[a].job_id));
+        }
+        Sluice__V1__Lease l = SLUICE__V1__LEASE__INIT;
+        l.job_id.data = (uint8_t *)ls[i].job_id;
+        l.job_id.len = 16;
+        l.lease_id = ls[i].lease_id;
+        l.epoch = ls[i].epoch;
+        l.expires_ms = ls[i].expires_ms;
+        Sluice__V1__Error__Code code;
+        if (sl__queue_ack(n, &l, &code) != SL_OK)
+            s_lease_reply(n, p, corr, &l, code, s_code_text(code));
+    }
 }
 
 static void s_handle_env(sl__node_t *n, sl__in_t *m)
@@ -519,7 +713,6 @@ static void *s_local_worker(void *arg)
         int verdict = r->fn(&lj->view, r->arg);
         if (atomic_load(&r->node->stopping) < 2) /* engine still listening */
             s_local_result(r->node, r, lj, verdict);
-        sluice__v1__job__free_unpacked(lj->pb, NULL);
         free(lj);
     }
     atomic_fetch_sub(&r->live, 1);
@@ -590,6 +783,12 @@ static void s_handle(sl__node_t *n, sl__in_t *m)
     case SL__IN_ENV:
         s_handle_env(n, m);
         break;
+    case SL__IN_PUBLISH:
+        s_publish_jobs(n, s_peer(n, m->rid, m->rid_len), m->corr, m->jobs, m->n);
+        break;
+    case SL__IN_ACK:
+        s_ack(n, s_peer(n, m->rid, m->rid_len), m->corr, m->leases, m->n);
+        break;
     case SL__IN_BAD:
         n->bad_messages++;
         if (m->rid_len) {
@@ -614,13 +813,13 @@ static void s_handle(sl__node_t *n, sl__in_t *m)
     default:
         break;
     }
-    sluice__v1__envelope__free_unpacked(m->env, NULL);
-    free(m);
+    s_in_free(m);
 }
 
 static void s_run_timers(sl__node_t *n)
 {
     int64_t now = sl__mono_ms();
+    sl__lease_expiry(n, now);
     while (n->heap_n && n->heap[0].when <= now) {
         sl__tmr_t t = n->heap[0];
         n->heap[0] = n->heap[--n->heap_n];
@@ -683,6 +882,8 @@ static void *s_engine_main(void *arg)
         int64_t next = n->last_heartbeat + n->o.heartbeat_ms;
         if (n->heap_n && n->heap[0].when < next)
             next = n->heap[0].when;
+        if (n->expiry_head && n->expiry_head->lease_expires < next)
+            next = n->expiry_head->lease_expires;
         if (n->stopping && n->stop_deadline < next)
             next = n->stop_deadline;
         void *v;
@@ -748,16 +949,16 @@ sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
     n->endpoint = strdup(o->endpoint);
     n->node_id = strdup(o->node_id ? o->node_id : idbuf);
     n->queues = sl__map_new();
-    n->jobs = sl__map_new();
+    n->ids = sl__idmap_new(offsetof(sl__job_t, id));
     n->peers = sl__map_new();
     n->keys = sl__map_new();
-    n->done_ids = sl__map_new();
     n->done_keys = sl__map_new();
     n->inbound = sl_chan_new(SL_BUF_FIXED, SL__INBOUND_CAP);
     n->outbound = sl_chan_new(SL_BUF_FIXED, SL__OUTBOUND_CAP);
     n->local_peer = calloc(1, sizeof *n->local_peer);
     n->cluster = sl__member_new(o);
-    if (!n->cluster || !n->endpoint || !n->node_id || !n->queues || !n->jobs || !n->peers || !n->keys || !n->done_ids || !n->done_keys ||
+    if (!n->cluster || !n->endpoint || !n->node_id || !n->queues || !n->ids || !n->peers ||
+        !n->keys || !n->done_keys ||
         !n->inbound || !n->outbound || !n->local_peer) {
         sl_node_destroy((sl_node_t **)&n);
         goto fail;
@@ -897,11 +1098,11 @@ int sl_node_stop(sl_node_t *self, int64_t timeout_ms, sl_node_report_t *left)
     return n->stop_rc;
 }
 
-static void s_free_job(const void *k, size_t len, void *val, void *arg)
+static void s_free_job(void *val, void *arg)
 {
-    (void)k;
-    (void)len;
     (void)arg;
+    if ((uintptr_t)val & SL__DONE_TAG)
+        return; /* a done ring entry: freed with the ring */
     sl__job_t *j = val;
     if (j->pub)
         sl__pub_abandon(j->pub); /* the confirm is never sent: the node is gone */
@@ -910,7 +1111,7 @@ static void s_free_job(const void *k, size_t len, void *val, void *arg)
 
 /* Empty the level channels before any job is freed: dead jobs evicted
  * while still inside a channel are owned by the channel alone (freed
- * here); every other job is freed through n->jobs afterwards. */
+ * here); every other job is freed through n->ids afterwards. */
 static void s_drain_levels(const void *k, size_t len, void *val, void *arg)
 {
     (void)k;
@@ -962,28 +1163,23 @@ void sl_node_destroy(sl_node_t **self_p)
     if (n->zctx)
         zmq_ctx_term(n->zctx);
     void *v;
-    while (n->inbound && sl_poll(n->inbound, &v) == SL_OK) {
-        sl__in_t *m = v;
-        sluice__v1__envelope__free_unpacked(m->env, NULL);
-        free(m);
-    }
+    while (n->inbound && sl_poll(n->inbound, &v) == SL_OK)
+        s_in_free(v);
     while (n->outbound && sl_poll(n->outbound, &v) == SL_OK)
         free(v);
     if (n->queues)
         sl__map_each(n->queues, s_drain_levels, NULL);
-    if (n->jobs)
-        sl__map_each(n->jobs, s_free_job, NULL);
+    if (n->ids)
+        sl__idmap_each(n->ids, s_free_job, NULL);
     if (n->queues)
         sl__map_each(n->queues, s_free_queue, NULL);
     if (n->peers)
         sl__map_each(n->peers, s_free_peer, NULL);
-    sl__map_destroy(&n->jobs);
+    sl__idmap_destroy(&n->ids);
     sl__map_destroy(&n->queues);
     sl__map_destroy(&n->peers);
     sl__map_destroy(&n->keys);
-    if (n->done_ids)
-        sl__done_free_all(n);
-    sl__map_destroy(&n->done_ids);
+    sl__done_free_all(n);
     sl__map_destroy(&n->done_keys);
     for (size_t i = 0; i < n->nregs; i++) {
         sl__reg_t *r = n->regs[i];

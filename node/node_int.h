@@ -1,6 +1,6 @@
 /* node_int.h -- the node's internal objects, shared by node.c (lifecycle,
  * socket thread, engine loop, peers) and queue.c (queues, jobs, leases,
- * delivery).
+ * delivery); jobwire.h reads and writes the job messages' wire format.
  *
  * Concurrency: the engine coroutine and every queue's delivery coroutine
  * run on one worker (they are spawned from the engine without
@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "jobwire.h"
 #include "member.h"
 #include "map.h"
 #include "sluice.pb-c.h"
@@ -39,41 +40,77 @@ typedef struct sl__pubctx sl__pubctx_t;
  */
 enum { SL__J_WAITING = 1, SL__J_DELAYED, SL__J_READY, SL__J_LEASED, SL__J_RETRY, SL__J_DEAD };
 
+/* A job is kept as the bytes it was published in (raw[0..len)), after
+ * the fields the node reads from them; fields the node changes (attempt,
+ * last_error, and max_attempts / created_ms when it filled them in) are
+ * appended to those bytes on delivery, where protobuf's last-value-wins
+ * rule makes them the ones the consumer sees. One allocation per job:
+ * sl__job_new. */
 struct sl__job {
-    Sluice__V1__Job *pb;        /* owned; freed with the job               */
+    uint8_t id[16];             /* first, as in sl__done_t (n->ids); valid
+                                   when id_len == 16                       */
     sl__queue_t *q;
     int state;
     uint64_t lease_id;
     int64_t lease_expires;      /* monotonic ms                            */
     sl__consumer_t *holder;     /* LEASED                                  */
     sl__job_t *lprev, *lnext;   /* holder's lease list / queue's lists     */
+    sl__job_t *eprev, *enext;   /* LEASED for the node's lease time: the
+                                   node's expiry list (in_expiry)          */
     uint64_t timer_gen;         /* sequence of the armed timer; any other
                                    value invalidates it                    */
     char *dead_reason;
+    char *last_error;           /* owned; from the last Fail, NULL = none  */
     sl__pubctx_t *pub;          /* WAITING: the publish awaiting a confirm */
     size_t pub_index;
     int64_t ttl_at;             /* monotonic ms, 0 = none                  */
     uint64_t ttl_gen;           /* sequence of the armed TTL timer         */
     bool in_level;              /* its pointer sits in a level channel     */
     bool evicted;               /* dead, forgotten, freed when taken out   */
+    bool in_expiry;             /* on the node's lease expiry list         */
+    bool field0;                /* unknown field numbered 0: rejected      */
+    bool set_max_attempts;      /* the node filled in max_attempts ...     */
+    bool set_created;           /* ... created_ms: appended on delivery    */
+    /* Read from the bytes (the last value of a field given twice). */
+    uint32_t id_len;
+    uint32_t priority, attempt, max_attempts;
+    int64_t created_ms, not_before_ms, deadline_ms;
+    const uint8_t *idp;         /* the id as given, into raw               */
+    const char *queue;          /* NUL-terminated copy after raw; NULL if
+                                   over 128 bytes (then invalid anyway)    */
+    size_t queue_len;
+    const uint8_t *payload;     /* into raw                                */
+    size_t payload_len;
+    const char *ikey;           /* idempotency key, into raw, up to a NUL  */
+    size_t ikey_len;
+    size_t len;                 /* of raw                                  */
+    uint8_t raw[];
 };
 
-/* An acked job remembered for duplicate detection (max_done of them). */
+/* An acked job remembered for duplicate detection: the node keeps the
+ * last max_done of them in a ring, indexed by id (and by key). */
 typedef struct sl__done {
-    uint8_t id[16];
-    char *key;                  /* "queue\0idempotency-key" or NULL         */
+    uint8_t id[16];             /* first, as in sl__job_t                   */
+    char *key;                  /* "queue\0idempotency-key" or NULL        */
     size_t klen;
-    struct sl__done *next;
 } sl__done_t;
 
-/* A Publish whose confirm waits for blocked jobs. */
+/* A Publish whose confirm waits for blocked jobs. One allocation: the
+ * confirms, then the job ids as given. */
+typedef struct {
+    int status;                 /* Sluice__V1__JobConfirm__Status          */
+    uint32_t retry_after_ms;
+    char *reason;               /* owned, NULL = none                      */
+    const uint8_t *id;          /* into the context's own allocation       */
+    size_t id_len;
+} sl__confirm_t;
+
 struct sl__pubctx {
     uint8_t rid[SL__RID_MAX];
     size_t rid_len;
     uint64_t corr;
     size_t n, remaining;
-    Sluice__V1__JobConfirm *confirms; /* n entries                          */
-    char **reasons;                   /* owned strings, n entries           */
+    sl__confirm_t confirms[];   /* n entries, then the id bytes            */
 };
 
 struct sl__consumer {
@@ -115,9 +152,11 @@ struct sl__queue {
     sl__rates_t rates;               /* counters sampled per heartbeat      */
 };
 
-/* Messages from the socket thread and in-process handlers to the engine. */
+/* Messages from the socket thread and in-process handlers to the engine.
+ * Publish and Ack envelopes the socket thread could scan in place arrive
+ * as SL__IN_PUBLISH / SL__IN_ACK; every other envelope as SL__IN_ENV. */
 enum { SL__IN_ENV = 1, SL__IN_BAD, SL__IN_LOCAL_ACK, SL__IN_LOCAL_FAIL, SL__IN_LOCAL_RETRY,
-       SL__IN_REGISTER, SL__IN_WAKE, SL__IN_CLUSTER };
+       SL__IN_REGISTER, SL__IN_WAKE, SL__IN_CLUSTER, SL__IN_PUBLISH, SL__IN_ACK };
 typedef struct {
     int kind;
     uint8_t rid[SL__RID_MAX];
@@ -128,6 +167,10 @@ typedef struct {
     uint8_t job_id[16];         /* SL__IN_LOCAL_*                            */
     uint64_t lease_id;
     void *ptr;                  /* SL__IN_REGISTER: sl__reg_t *              */
+    uint64_t corr;              /* SL__IN_PUBLISH, SL__IN_ACK                */
+    size_t n;                   /* jobs or leases, in the same allocation    */
+    sl__job_t **jobs;           /* SL__IN_PUBLISH: owned until published     */
+    sl__jobwire_lease_t *leases;/* SL__IN_ACK                                */
 } sl__in_t;
 
 /* An in-process handler registration (sl_node_handle). */
@@ -151,13 +194,14 @@ typedef struct {
     uint8_t buf[];
 } sl__out_t;
 
-/* In-process delivery (sl_node_handle). */
+/* In-process delivery (sl_node_handle): a private copy of what the
+ * handler sees, queue name and payload in the same allocation. */
 typedef struct {
     sl__node_t *node;
     sl_node_job_t view;
     uint8_t id[16];
     uint64_t lease_id;
-    Sluice__V1__Job *pb;        /* a copy owned by the delivery            */
+    uint8_t data[];
 } sl__local_job_t;
 
 /* Timer heap entry (engine-owned, lazy deletion by generation). */
@@ -183,10 +227,17 @@ struct sl__node {
     _Atomic int stopping;       /* 1 draining, 2 closing                   */
     int running;
     void *io_thread;            /* pthread_t *                             */
-    sl__map_t *queues, *jobs, *peers, *keys;
-    sl__map_t *done_ids, *done_keys;  /* acked jobs, for DUPLICATE        */
-    sl__done_t *done_head, *done_tail;
-    uint64_t done_n;
+    sl__map_t *queues, *peers, *keys;
+    /* Every id the node knows, in one index (one probe per publish and
+     * per ack): a job it holds (sl__job_t *), or a recently acked one
+     * (an entry of the done ring, tagged SL__DONE_TAG). */
+    sl__idmap_t *ids;
+    sl__queue_t *last_queue;    /* the queue last looked up by name        */
+    sl__map_t *done_keys;       /* done ring entries by idempotency key     */
+    sl__done_t *done;           /* ring of max_done, made at the first ack  */
+    uint64_t done_n, done_next; /* entries used; next slot to fill          */
+    sl__job_t *expiry_head, *expiry_tail; /* leases of the node's lease
+                                   time, in expiry order                    */
     sl__tmr_t *heap;
     size_t heap_n, heap_cap;
     size_t heap_compact_at;     /* rebuild the heap when it reaches this   */
@@ -205,9 +256,22 @@ struct sl__node {
     sl__member_t *cluster;     /* coordinator link, member epoch (member.c) */
 };
 
+/* n->ids values: a done ring entry has bit 0 set. */
+#define SL__DONE_TAG ((uintptr_t)1)
+
+/* The job held with this id, or NULL. */
+static inline sl__job_t *sl__job_get(sl__node_t *n, const uint8_t id[16])
+{
+    void *v = sl__idmap_get(n->ids, id);
+    return (uintptr_t)v & SL__DONE_TAG ? NULL : v;
+}
+
 /* queue.c */
 sl__queue_t *sl__queue_get(sl__node_t *n, const char *name, bool create, int *err);
-void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, size_t i);
+sl__job_t *sl__job_new(const uint8_t *raw, size_t len, const sl__jobview_t *v);
+sl__pubctx_t *sl__pub_new(const uint8_t *rid, size_t rid_len, uint64_t corr, sl__job_t **jobs,
+                          size_t n);
+void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i);
 void sl__queue_wake(sl__queue_t *q);
 int sl__queue_ack(sl__node_t *n, const Sluice__V1__Lease *l, Sluice__V1__Error__Code *code);
 int sl__queue_fail(sl__node_t *n, const Sluice__V1__Lease *l, bool retryable, const char *error,
@@ -223,14 +287,21 @@ void sl__pub_settle(sl__node_t *n, sl__pubctx_t *ctx, size_t i, int status, cons
 void sl__pub_send(sl__node_t *n, sl__pubctx_t *ctx);
 void sl__pub_abandon(sl__pubctx_t *ctx);
 void sl__done_free_all(sl__node_t *n);
+/* Prefetch n->ids where the next k acks push old done entries out. */
+void sl__done_prefetch(sl__node_t *n, size_t k);
 void sl__job_free(sl__job_t *j);
 void sl__timer_arm(sl__node_t *n, sl__job_t *j, int kind, int64_t when);
+void sl__lease_expiry(sl__node_t *n, int64_t now);
 const char *sl__overflow_name(sl_overflow_t o);
 
 /* node.c */
 int64_t sl__mono_ms(void);
 int64_t sl__wall_ms(void);
 void sl__send(sl__node_t *n, const uint8_t *rid, size_t rid_len, Sluice__V1__Envelope *env);
+/* A frame of len bytes for rid, to be filled and given to sl__out_send. */
+sl__out_t *sl__out_new(const uint8_t *rid, size_t rid_len, size_t len);
+/* Queue o for the socket thread; takes ownership. */
+void sl__out_send(sl__node_t *n, sl__out_t *o);
 void sl__send_error(sl__node_t *n, const uint8_t *rid, size_t rid_len, uint64_t corr,
                     Sluice__V1__Error__Code code, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));

@@ -38,12 +38,53 @@ static bool s_valid_name(const char *s)
     return true;
 }
 
+sl__job_t *sl__job_new(const uint8_t *raw, size_t len, const sl__jobview_t *v)
+{
+    size_t qcopy = v->queue_len <= 128 ? v->queue_len + 1 : 0;
+    sl__job_t *j = malloc(sizeof *j + len + qcopy);
+    if (!j)
+        abort(); /* daemon: out of memory */
+    memset(j, 0, sizeof *j);
+    memcpy(j->raw, raw, len);
+    j->len = len;
+    j->field0 = v->field0;
+    j->id_len = (uint32_t)v->id_len;
+    if (v->id)
+        j->idp = j->raw + (v->id - raw);
+    if (v->id_len == 16)
+        memcpy(j->id, v->id, 16);
+    j->priority = v->priority;
+    j->attempt = v->attempt;
+    j->max_attempts = v->max_attempts;
+    j->created_ms = v->created_ms;
+    j->not_before_ms = v->not_before_ms;
+    j->deadline_ms = v->deadline_ms;
+    j->queue_len = v->queue_len;
+    if (qcopy) {
+        char *q = (char *)j->raw + len;
+        if (v->queue_len)
+            memcpy(q, v->queue, v->queue_len);
+        q[v->queue_len] = '\0';
+        j->queue = q;
+    }
+    if (v->payload)
+        j->payload = j->raw + (v->payload - raw);
+    j->payload_len = v->payload_len;
+    if (v->ikey) {
+        /* As a C string, the way protobuf-c hands it to every client. */
+        const uint8_t *nul = memchr(v->ikey, 0, v->ikey_len);
+        j->ikey = (const char *)j->raw + (v->ikey - raw);
+        j->ikey_len = nul ? (size_t)(nul - v->ikey) : v->ikey_len;
+    }
+    return j;
+}
+
 void sl__job_free(sl__job_t *j)
 {
     if (!j)
         return;
-    sluice__v1__job__free_unpacked(j->pb, NULL);
     free(j->dead_reason);
+    free(j->last_error);
     free(j);
 }
 
@@ -71,7 +112,7 @@ static void s_heap_compact(sl__node_t *n)
     size_t k = 0;
     for (size_t i = 0; i < n->heap_n; i++) {
         sl__tmr_t *t = &n->heap[i];
-        sl__job_t *j = sl__map_get(n->jobs, t->id, 16);
+        sl__job_t *j = sl__job_get(n, t->id);
         if (j && t->gen == (t->kind == SL__T_TTL ? j->ttl_gen : j->timer_gen))
             n->heap[k++] = *t;
     }
@@ -108,7 +149,7 @@ void sl__timer_arm(sl__node_t *n, sl__job_t *j, int kind, int64_t when)
         j->timer_gen = gen;
     sl__tmr_t *t = &n->heap[n->heap_n];
     t->when = when;
-    memcpy(t->id, j->pb->id.data, 16);
+    memcpy(t->id, j->id, 16);
     t->gen = gen;
     t->kind = kind;
     s_heap_up(n, n->heap_n++);
@@ -142,25 +183,33 @@ static void s_append(sl__job_t **head, sl__job_t **tail, sl__job_t *j)
 
 /* The idempotency index key "queue\0key" into buf: its length, 0 when
  * there is no key, -1 when it does not fit. */
-static int s_idem_key(const char *queue, const char *ikey, char *buf, size_t size)
+static int s_idem_key(const char *queue, const char *ikey, size_t ikey_len, char *buf,
+                      size_t size)
 {
-    if (!ikey || !ikey[0])
+    if (!ikey || !ikey_len)
         return 0;
-    int k = snprintf(buf, size, "%s%c%s", queue, 0, ikey);
-    return k > 0 && (size_t)k < size ? k : -1;
+    size_t ql = strlen(queue);
+    if (ql + 1 + ikey_len >= size)
+        return -1;
+    memcpy(buf, queue, ql + 1);
+    memcpy(buf + ql + 1, ikey, ikey_len);
+    return (int)(ql + 1 + ikey_len);
 }
 
 /* A held job's index key (publish refused keys that do not fit). */
 static size_t s_key(const sl__job_t *j, char *buf, size_t size)
 {
-    int k = s_idem_key(j->q->name, j->pb->idempotency_key, buf, size);
+    int k = s_idem_key(j->q->name, j->ikey, j->ikey_len, buf, size);
     return k > 0 ? (size_t)k : 0;
 }
 
 /* Drop a job from the indexes (it can no longer be found by id or key). */
 static void s_unindex(sl__node_t *n, sl__job_t *j)
 {
-    sl__map_del(n->jobs, j->pb->id.data, j->pb->id.len);
+    if (sl__idmap_get(n->ids, j->id) == j)
+        sl__idmap_del(n->ids, j->id);
+    if (!j->ikey_len)
+        return;
     char key[300];
     size_t k = s_key(j, key, sizeof key);
     if (k && sl__map_get(n->keys, key, k) == j)
@@ -174,21 +223,36 @@ static void s_forget(sl__node_t *n, sl__job_t *j)
     sl__job_free(j);
 }
 
-static void s_done_free(sl__done_t *d)
+/* Forget ring entry d: out of the indexes that still point at it. */
+static void s_done_clear(sl__node_t *n, sl__done_t *d)
 {
+    if (sl__idmap_get(n->ids, d->id) == (void *)((uintptr_t)d | SL__DONE_TAG))
+        sl__idmap_del(n->ids, d->id);
+    if (d->key && sl__map_get(n->done_keys, d->key, d->klen) == d)
+        sl__map_del(n->done_keys, d->key, d->klen);
     free(d->key);
-    free(d);
+    d->key = NULL;
 }
 
-/* Remember an acked job's id and key, the oldest forgotten past max_done. */
+/* Remember an acked job's id and key in the ring of the last max_done,
+ * overwriting the oldest. The entry takes the job's place in n->ids. */
 static void s_remember_done(sl__node_t *n, const sl__job_t *j)
 {
     if (n->o.max_done == 0)
         return;
-    sl__done_t *d = calloc(1, sizeof *d);
-    if (!d)
-        abort();
-    memcpy(d->id, j->pb->id.data, 16);
+    if (!n->done) {
+        n->done = sl__big_calloc(n->o.max_done * sizeof *n->done);
+        if (!n->done)
+            abort();
+    }
+    sl__done_t *d = &n->done[n->done_next];
+    if (n->done_n == n->o.max_done)
+        s_done_clear(n, d);
+    else
+        n->done_n++;
+    n->done_next = n->done_next + 1 == n->o.max_done ? 0 : n->done_next + 1;
+    memcpy(d->id, j->id, 16);
+    d->klen = 0;
     char key[300];
     size_t k = s_key(j, key, sizeof key);
     if (k) {
@@ -198,41 +262,30 @@ static void s_remember_done(sl__node_t *n, const sl__job_t *j)
         memcpy(d->key, key, k);
         d->klen = k;
     }
-    sl__done_t *old = sl__map_get(n->done_ids, d->id, 16);
-    if (old) /* the same id done twice (resent after an ack): keep one */
-        sl__map_del(n->done_ids, old->id, 16);
-    if (sl__map_put(n->done_ids, d->id, 16, d) != SL_OK ||
-        (d->key && sl__map_put(n->done_keys, d->key, d->klen, d) != SL_OK))
+    int err;
+    sl__idmap_put(n->ids, (void *)((uintptr_t)d | SL__DONE_TAG), &err);
+    if (err != SL_OK || (d->key && sl__map_put(n->done_keys, d->key, d->klen, d) != SL_OK))
         abort();
-    if (n->done_tail)
-        n->done_tail->next = d;
-    else
-        n->done_head = d;
-    n->done_tail = d;
-    n->done_n++;
-    while (n->done_n > n->o.max_done) {
-        sl__done_t *e = n->done_head;
-        n->done_head = e->next;
-        if (!n->done_head)
-            n->done_tail = NULL;
-        n->done_n--;
-        if (sl__map_get(n->done_ids, e->id, 16) == e)
-            sl__map_del(n->done_ids, e->id, 16);
-        if (e->key && sl__map_get(n->done_keys, e->key, e->klen) == e)
-            sl__map_del(n->done_keys, e->key, e->klen);
-        s_done_free(e);
+}
+
+void sl__done_prefetch(sl__node_t *n, size_t k)
+{
+    if (!n->done || n->done_n < n->o.max_done)
+        return; /* nothing is pushed out yet */
+    for (uint64_t i = 0, d = n->done_next; i < k && i < n->o.max_done; i++) {
+        sl__idmap_prefetch(n->ids, n->done[d].id);
+        d = d + 1 == n->o.max_done ? 0 : d + 1;
     }
 }
 
 void sl__done_free_all(sl__node_t *n)
 {
-    while (n->done_head) {
-        sl__done_t *e = n->done_head;
-        n->done_head = e->next;
-        s_done_free(e);
-    }
-    n->done_tail = NULL;
-    n->done_n = 0;
+    if (n->done)
+        for (uint64_t i = 0; i < n->o.max_done; i++)
+            free(n->done[i].key);
+    free(n->done);
+    n->done = NULL;
+    n->done_n = n->done_next = 0;
 }
 
 static void s_kill(sl__node_t *n, sl__job_t *j, const char *reason)
@@ -279,7 +332,7 @@ static uint64_t s_held(sl__queue_t *q)
 static void s_make_ready(sl__node_t *n, sl__job_t *j)
 {
     sl__queue_t *q = j->q;
-    uint32_t p = j->pb->priority < SL__LEVELS ? j->pb->priority : SL__LEVELS - 1;
+    uint32_t p = j->priority < SL__LEVELS ? j->priority : SL__LEVELS - 1;
     if (!q->levels[p]) {
         /* Levels hold at most max_length jobs in all, so one never fills. */
         q->levels[p] = sl_chan_new(SL_BUF_FIXED, n->o.max_length);
@@ -306,12 +359,12 @@ static void s_make_ready(sl__node_t *n, sl__job_t *j)
 static void s_place(sl__node_t *n, sl__job_t *j)
 {
     int64_t wall = sl__wall_ms();
-    if (j->pb->not_before_ms > wall) {
+    if (j->not_before_ms > wall) {
         j->state = SL__J_DELAYED;
         j->q->delayed++;
         /* Both clocks are truncated to whole ms: +1 so the job is never
          * released before not_before (found by integration/delay_test). */
-        sl__timer_arm(n, j, SL__T_DELAY, sl__mono_ms() + (j->pb->not_before_ms - wall) + 1);
+        sl__timer_arm(n, j, SL__T_DELAY, sl__mono_ms() + (j->not_before_ms - wall) + 1);
     } else {
         s_make_ready(n, j);
     }
@@ -333,15 +386,45 @@ static void s_admit_waiting(sl__node_t *n, sl__queue_t *q)
     }
 }
 
+sl__pubctx_t *sl__pub_new(const uint8_t *rid, size_t rid_len, uint64_t corr, sl__job_t **jobs,
+                          size_t n)
+{
+    size_t ids = 0;
+    for (size_t i = 0; i < n; i++)
+        ids += jobs[i]->id_len;
+    sl__pubctx_t *ctx = malloc(sizeof *ctx + n * sizeof ctx->confirms[0] + ids);
+    if (!ctx)
+        abort();
+    memcpy(ctx->rid, rid, rid_len);
+    ctx->rid_len = rid_len;
+    ctx->corr = corr;
+    ctx->n = n;
+    ctx->remaining = n + 1; /* +1: the caller settles it once every job is placed */
+    uint8_t *idp = (uint8_t *)&ctx->confirms[n];
+    for (size_t i = 0; i < n; i++) {
+        sl__confirm_t *c = &ctx->confirms[i];
+        c->status = SLUICE__V1__JOB_CONFIRM__STATUS__ACCEPTED;
+        c->retry_after_ms = 0;
+        c->reason = NULL;
+        c->id = idp;
+        c->id_len = jobs[i]->id_len;
+        if (c->id_len)
+            memcpy(idp, jobs[i]->idp, c->id_len);
+        idp += c->id_len;
+    }
+    return ctx;
+}
+
 void sl__pub_settle(sl__node_t *n, sl__pubctx_t *ctx, size_t i, int status, const char *reason,
                     uint32_t retry_after_ms)
 {
-    Sluice__V1__JobConfirm *c = &ctx->confirms[i];
+    sl__confirm_t *c = &ctx->confirms[i];
     c->status = status;
     c->retry_after_ms = retry_after_ms;
-    if (reason) {
-        ctx->reasons[i] = strdup(reason);
-        c->reason = ctx->reasons[i] ? ctx->reasons[i] : "";
+    if (reason && reason[0]) {
+        c->reason = strdup(reason);
+        if (!c->reason)
+            abort();
     }
     if (--ctx->remaining == 0)
         sl__pub_send(n, ctx);
@@ -349,12 +432,8 @@ void sl__pub_settle(sl__node_t *n, sl__pubctx_t *ctx, size_t i, int status, cons
 
 static void s_pub_free(sl__pubctx_t *ctx)
 {
-    for (size_t k = 0; k < ctx->n; k++) {
-        free(ctx->reasons[k]);
-        free(ctx->confirms[k].id.data);
-    }
-    free(ctx->reasons);
-    free(ctx->confirms);
+    for (size_t k = 0; k < ctx->n; k++)
+        free(ctx->confirms[k].reason);
     free(ctx);
 }
 
@@ -364,68 +443,98 @@ void sl__pub_abandon(sl__pubctx_t *ctx)
         s_pub_free(ctx); /* the node is going away: no confirm */
 }
 
+/* One JobConfirm's bytes (without its own tag and length). */
+static size_t s_confirm_size(const sl__confirm_t *c)
+{
+    size_t k = 0;
+    if (c->id_len)
+        k += sl__pb_len_size(1, c->id_len);
+    if (c->status)
+        k += 1 + sl__pb_varint_size((uint32_t)c->status);
+    if (c->reason)
+        k += sl__pb_len_size(3, strlen(c->reason));
+    if (c->retry_after_ms)
+        k += 1 + sl__pb_varint_size(c->retry_after_ms);
+    return k;
+}
+
+/* Envelope{corr, confirm: PublishConfirm{confirms}}, written by hand. */
 void sl__pub_send(sl__node_t *n, sl__pubctx_t *ctx)
 {
-    Sluice__V1__PublishConfirm pc = SLUICE__V1__PUBLISH_CONFIRM__INIT;
-    Sluice__V1__JobConfirm **ptrs = malloc((ctx->n + 1) * sizeof *ptrs);
-    if (!ptrs)
-        abort();
+    size_t body = 0;
     for (size_t k = 0; k < ctx->n; k++)
-        ptrs[k] = &ctx->confirms[k];
-    pc.n_confirms = ctx->n;
-    pc.confirms = ptrs;
-    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
-    env.corr = ctx->corr;
-    env.body_case = SLUICE__V1__ENVELOPE__BODY_CONFIRM;
-    env.confirm = &pc;
-    sl__send(n, ctx->rid, ctx->rid_len, &env);
-    free(ptrs);
+        body += sl__pb_len_size(1, s_confirm_size(&ctx->confirms[k]));
+    size_t len = (ctx->corr ? 1 + sl__pb_varint_size(ctx->corr) : 0) + sl__pb_len_size(11, body);
+    sl__out_t *o = sl__out_new(ctx->rid, ctx->rid_len, len);
+    uint8_t *p = o->buf;
+    if (ctx->corr)
+        p = sl__pb_put_varint(sl__pb_put_tag(p, 1, SL__PB_VARINT), ctx->corr);
+    p = sl__pb_put_len(p, 11, body);
+    for (size_t k = 0; k < ctx->n; k++) {
+        const sl__confirm_t *c = &ctx->confirms[k];
+        p = sl__pb_put_len(p, 1, s_confirm_size(c));
+        if (c->id_len) {
+            p = sl__pb_put_len(p, 1, c->id_len);
+            memcpy(p, c->id, c->id_len);
+            p += c->id_len;
+        }
+        if (c->status)
+            p = sl__pb_put_varint(sl__pb_put_tag(p, 2, SL__PB_VARINT), (uint32_t)c->status);
+        if (c->reason) {
+            size_t rl = strlen(c->reason);
+            p = sl__pb_put_len(p, 3, rl);
+            memcpy(p, c->reason, rl);
+            p += rl;
+        }
+        if (c->retry_after_ms)
+            p = sl__pb_put_varint(sl__pb_put_tag(p, 4, SL__PB_VARINT), c->retry_after_ms);
+    }
+    o->len = (size_t)(p - o->buf);
+    sl__out_send(n, o);
     s_pub_free(ctx);
 }
 
 sl__queue_t *sl__queue_get(sl__node_t *n, const char *name, bool create, int *err);
 
-void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, size_t i)
+void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i)
 {
     char why[160];
     enum { ACC = SLUICE__V1__JOB_CONFIRM__STATUS__ACCEPTED,
            DUP = SLUICE__V1__JOB_CONFIRM__STATUS__DUPLICATE,
            REJ = SLUICE__V1__JOB_CONFIRM__STATUS__REJECTED };
-    if (pb->id.len != 16) {
-        snprintf(why, sizeof why, "job id must be 16 bytes, got %zu", pb->id.len);
+    if (j->id_len != 16) {
+        snprintf(why, sizeof why, "job id must be 16 bytes, got %u", j->id_len);
         goto reject;
     }
-    if (!s_valid_name(pb->queue)) {
+    /* A NUL inside the name would hide the rest of it. */
+    if (!s_valid_name(j->queue) || strlen(j->queue) != j->queue_len) {
         snprintf(why, sizeof why, "invalid queue name (1-128 of [A-Za-z0-9._:-])");
         goto reject;
     }
-    if (pb->priority >= SL__LEVELS) {
-        snprintf(why, sizeof why, "priority %u out of range 0-9", pb->priority);
+    if (j->priority >= SL__LEVELS) {
+        snprintf(why, sizeof why, "priority %u out of range 0-9", j->priority);
         goto reject;
     }
-    for (unsigned k = 0; k < pb->base.n_unknown_fields; k++)
-        if (pb->base.unknown_fields[k].tag == 0) {
-            /* protobuf-c keeps it but would re-emit an invalid tag. */
-            snprintf(why, sizeof why, "malformed job: field number 0");
-            goto reject;
-        }
-    if (pb->payload.len > n->o.max_job) {
-        snprintf(why, sizeof why, "payload of %zu bytes exceeds max-job %llu", pb->payload.len,
+    if (j->field0) {
+        /* protobuf-c keeps it but would re-emit an invalid tag. */
+        snprintf(why, sizeof why, "malformed job: field number 0");
+        goto reject;
+    }
+    if (j->payload_len > n->o.max_job) {
+        snprintf(why, sizeof why, "payload of %zu bytes exceeds max-job %llu", j->payload_len,
                  (unsigned long long)n->o.max_job);
         goto reject;
     }
-    if (sl__map_get(n->jobs, pb->id.data, pb->id.len)) {
-        sluice__v1__job__free_unpacked(pb, NULL);
-        sl__pub_settle(n, ctx, i, DUP, "job id already held", 0);
-        return;
-    }
-    if (sl__map_get(n->done_ids, pb->id.data, pb->id.len)) {
-        sluice__v1__job__free_unpacked(pb, NULL);
-        sl__pub_settle(n, ctx, i, DUP, "job id already done", 0);
+    void *known = sl__idmap_get(n->ids, j->id);
+    if (known) {
+        sl__job_free(j);
+        sl__pub_settle(n, ctx, i, DUP,
+                       (uintptr_t)known & SL__DONE_TAG ? "job id already done"
+                                                       : "job id already held", 0);
         return;
     }
     char key[300];
-    int klen = s_idem_key(pb->queue, pb->idempotency_key, key, sizeof key);
+    int klen = s_idem_key(j->queue, j->ikey, j->ikey_len, key, sizeof key);
     if (klen < 0) {
         snprintf(why, sizeof why, "idempotency key too long");
         goto reject;
@@ -433,48 +542,46 @@ void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, si
     if (klen > 0) {
         if (sl__map_get(n->keys, key, (size_t)klen) ||
             sl__map_get(n->done_keys, key, (size_t)klen)) {
-            sluice__v1__job__free_unpacked(pb, NULL);
+            sl__job_free(j);
             sl__pub_settle(n, ctx, i, DUP, "idempotency key already held or done", 0);
             return;
         }
     }
     int err = SL_OK;
-    sl__queue_t *q = sl__queue_get(n, pb->queue, true, &err);
+    sl__queue_t *q = sl__queue_get(n, j->queue, true, &err);
     if (!q) {
         snprintf(why, sizeof why, "cannot create queue: %s", sl_strerror(err));
         goto reject;
     }
     if (n->stopping || q->draining) {
-        sluice__v1__job__free_unpacked(pb, NULL);
+        sl__job_free(j);
         sl__pub_settle(n, ctx, i, REJ, n->stopping ? "shutting down" : "queue draining", 1000);
         return;
     }
-    sl__job_t *j = calloc(1, sizeof *j);
-    if (!j)
-        abort();
-    j->pb = pb;
     j->q = q;
-    if (pb->max_attempts == 0)
-        pb->max_attempts = n->o.max_attempts;
-    if (pb->created_ms == 0)
-        pb->created_ms = sl__wall_ms();
-    if (pb->deadline_ms > 0) /* +1: truncated clocks, as in s_place */
-        j->ttl_at = sl__mono_ms() + (pb->deadline_ms - sl__wall_ms()) + 1;
+    if (j->max_attempts == 0) {
+        j->max_attempts = n->o.max_attempts;
+        j->set_max_attempts = true;
+    }
+    if (j->created_ms == 0) {
+        j->created_ms = sl__wall_ms();
+        j->set_created = true;
+    }
+    if (j->deadline_ms > 0) /* +1: truncated clocks, as in s_place */
+        j->ttl_at = sl__mono_ms() + (j->deadline_ms - sl__wall_ms()) + 1;
 
     if (s_held(q) >= n->o.max_length) {
         switch (n->o.overflow) {
         case SL_OVERFLOW_BLOCK:
             if (n->waiting_total >= n->o.max_waiting) {
-                free(j);
-                sluice__v1__job__free_unpacked(pb, NULL);
+                sl__job_free(j);
                 sl__pub_settle(n, ctx, i, REJ, "full: node waiting limit reached", 1000);
                 return;
             }
             break;
         case SL_OVERFLOW_DROP_NEW:
             q->dropped++;
-            free(j);
-            sluice__v1__job__free_unpacked(pb, NULL);
+            sl__job_free(j);
             sl__pub_settle(n, ctx, i, REJ, "full", 0);
             return;
         case SL_OVERFLOW_DROP_OLDEST: {
@@ -487,8 +594,7 @@ void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, si
                         old = v;
             }
             if (!old) { /* everything held is delayed: nothing to slide out */
-                free(j);
-                sluice__v1__job__free_unpacked(pb, NULL);
+                sl__job_free(j);
                 sl__pub_settle(n, ctx, i, REJ, "full", 1000);
                 return;
             }
@@ -499,7 +605,9 @@ void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, si
         }
         }
     }
-    if (sl__map_put(n->jobs, pb->id.data, pb->id.len, j) != SL_OK)
+    int perr;
+    sl__idmap_put(n->ids, j, &perr);
+    if (perr != SL_OK)
         abort();
     if (klen > 0 && sl__map_put(n->keys, key, (size_t)klen, j) != SL_OK)
         abort();
@@ -524,7 +632,7 @@ void sl__queue_publish(sl__node_t *n, Sluice__V1__Job *pb, sl__pubctx_t *ctx, si
     sl__pub_settle(n, ctx, i, ACC, NULL, 0);
     return;
 reject:
-    sluice__v1__job__free_unpacked(pb, NULL);
+    sl__job_free(j);
     sl__pub_settle(n, ctx, i, REJ, why, 0);
 }
 
@@ -552,14 +660,34 @@ static sl__consumer_t *s_pick(sl__queue_t *q)
     return NULL;
 }
 
-static void s_lease(sl__node_t *n, sl__consumer_t *c, sl__job_t *j)
+/* The node's expiry list holds the jobs leased for the node's lease time,
+ * oldest first: leasing appends, so it stays in expiry order, and a lease
+ * that ends leaves it at once, so it never holds stale entries (the timer
+ * heap holds only leases a Touch extended). */
+static void s_expiry_unlink(sl__node_t *n, sl__job_t *j)
+{
+    if (!j->in_expiry)
+        return;
+    if (j->eprev)
+        j->eprev->enext = j->enext;
+    else
+        n->expiry_head = j->enext;
+    if (j->enext)
+        j->enext->eprev = j->eprev;
+    else
+        n->expiry_tail = j->eprev;
+    j->eprev = j->enext = NULL;
+    j->in_expiry = false;
+}
+
+static void s_lease(sl__node_t *n, sl__consumer_t *c, sl__job_t *j, int64_t now)
 {
     sl__queue_t *q = j->q;
     j->state = SL__J_LEASED;
     j->holder = c;
     j->lease_id = ++n->next_lease;
-    j->lease_expires = sl__mono_ms() + n->o.lease_ms;
-    j->pb->attempt++;
+    j->lease_expires = now + n->o.lease_ms;
+    j->attempt++;
     j->lprev = NULL;
     j->lnext = c->leases;
     if (c->leases)
@@ -569,69 +697,125 @@ static void s_lease(sl__node_t *n, sl__consumer_t *c, sl__job_t *j)
     c->leased++;
     q->in_flight++;
     q->delivered++;
-    sl__timer_arm(n, j, SL__T_LEASE, j->lease_expires);
+    j->timer_gen = 0;
+    j->eprev = n->expiry_tail;
+    j->enext = NULL;
+    if (n->expiry_tail)
+        n->expiry_tail->enext = j;
+    else
+        n->expiry_head = j;
+    n->expiry_tail = j;
+    j->in_expiry = true;
 }
 
 static void s_fill_lease(sl__node_t *n, sl__job_t *j, Sluice__V1__Lease *l)
 {
     sluice__v1__lease__init(l);
-    l->job_id = j->pb->id;
+    l->job_id.data = j->id;
+    l->job_id.len = 16;
     l->lease_id = j->lease_id;
     l->epoch = n->epoch;
     l->expires_ms = sl__wall_ms() + (j->lease_expires - sl__mono_ms());
 }
 
+/* The fields the node set, appended to a job's bytes on delivery: their
+ * size, and with p non-NULL the bytes. */
+static size_t s_job_tail(const sl__job_t *j, uint8_t *p)
+{
+    uint8_t tmp[48], *b = tmp; /* three tags and varints at most */
+    b = sl__pb_put_varint(sl__pb_put_tag(b, 6, SL__PB_VARINT), j->attempt);
+    if (j->set_max_attempts)
+        b = sl__pb_put_varint(sl__pb_put_tag(b, 7, SL__PB_VARINT), j->max_attempts);
+    if (j->set_created)
+        b = sl__pb_put_varint(sl__pb_put_tag(b, 8, SL__PB_VARINT), (uint64_t)j->created_ms);
+    size_t k = (size_t)(b - tmp);
+    size_t el = j->last_error ? strlen(j->last_error) : 0;
+    if (p) {
+        memcpy(p, tmp, k);
+        if (j->last_error) {
+            uint8_t *e = sl__pb_put_len(p + k, 14, el);
+            memcpy(e, j->last_error, el);
+        }
+    }
+    return k + (j->last_error ? sl__pb_len_size(14, el) : 0);
+}
+
+/* Lease{job_id, lease_id, epoch, expires_ms}: size, and bytes with p. */
+static size_t s_lease_bytes(const sl__job_t *j, uint64_t epoch, int64_t expires_ms, uint8_t *p)
+{
+    size_t k = sl__pb_len_size(1, 16) + 1 + sl__pb_varint_size(j->lease_id) + 1 +
+               sl__pb_varint_size(epoch) + 1 + sl__pb_varint_size((uint64_t)expires_ms);
+    if (p) {
+        p = sl__pb_put_len(p, 1, 16);
+        memcpy(p, j->id, 16);
+        p += 16;
+        p = sl__pb_put_varint(sl__pb_put_tag(p, 2, SL__PB_VARINT), j->lease_id);
+        p = sl__pb_put_varint(sl__pb_put_tag(p, 3, SL__PB_VARINT), epoch);
+        sl__pb_put_varint(sl__pb_put_tag(p, 4, SL__PB_VARINT), (uint64_t)expires_ms);
+    }
+    return k;
+}
+
+/* In-process handlers get a private copy: the handler runs on another
+ * thread while the engine owns (and may free) the job itself. */
+static void s_send_local(sl__node_t *n, sl__consumer_t *c, sl__job_t *j)
+{
+    size_t ql = strlen(j->q->name);
+    sl__local_job_t *lj = malloc(sizeof *lj + ql + 1 + j->payload_len);
+    if (!lj)
+        abort();
+    memset(lj, 0, sizeof *lj);
+    lj->node = n;
+    memcpy(lj->id, j->id, 16);
+    lj->lease_id = j->lease_id;
+    char *qn = (char *)lj->data;
+    memcpy(qn, j->q->name, ql + 1);
+    if (j->payload_len)
+        memcpy(lj->data + ql + 1, j->payload, j->payload_len);
+    lj->view.id = lj->id;
+    lj->view.queue = qn;
+    lj->view.payload = lj->data + ql + 1;
+    lj->view.len = j->payload_len;
+    lj->view.attempt = j->attempt;
+    lj->view.priority = j->priority;
+    sl_put(c->local, lj); /* capacity = concurrency >= credit */
+}
+
+/* Envelope{deliver: Deliver{deliveries: Delivery{job, lease}...}}, written
+ * by hand: each job goes out as the bytes it came in, then the fields the
+ * node set (s_job_tail). */
 static void s_send_batch(sl__node_t *n, sl__consumer_t *c, sl__job_t **jobs, size_t k)
 {
     if (c->local) {
-        for (size_t i = 0; i < k; i++) {
-            sl__local_job_t *lj = calloc(1, sizeof *lj);
-            /* A private copy: the handler runs on another thread while the
-             * engine owns (and may free) the job itself. */
-            size_t len = sluice__v1__job__get_packed_size(jobs[i]->pb);
-            uint8_t *tmp = malloc(len ? len : 1);
-            if (!lj || !tmp)
-                abort();
-            sluice__v1__job__pack(jobs[i]->pb, tmp);
-            lj->pb = sluice__v1__job__unpack(NULL, len, tmp);
-            free(tmp);
-            if (!lj->pb) { /* cannot happen for a validated job; fail it */
-                free(lj);
-                Sluice__V1__Lease l;
-                Sluice__V1__Error__Code code;
-                s_fill_lease(n, jobs[i], &l);
-                sl__queue_fail(n, &l, false, "job cannot be copied for a local handler", &code);
-                continue;
-            }
-            lj->node = n;
-            memcpy(lj->id, jobs[i]->pb->id.data, 16);
-            lj->lease_id = jobs[i]->lease_id;
-            lj->view.id = lj->id;
-            lj->view.queue = lj->pb->queue;
-            lj->view.payload = lj->pb->payload.data;
-            lj->view.len = lj->pb->payload.len;
-            lj->view.attempt = lj->pb->attempt;
-            lj->view.priority = lj->pb->priority;
-            sl_put(c->local, lj); /* capacity = concurrency >= credit */
-        }
+        for (size_t i = 0; i < k; i++)
+            s_send_local(n, c, jobs[i]);
         return;
     }
-    Sluice__V1__Delivery ds[SL__BATCH_MAX], *dp[SL__BATCH_MAX];
-    Sluice__V1__Lease ls[SL__BATCH_MAX];
+    /* One clock reading per batch: every lease of it expires together. */
+    int64_t wall_off = sl__wall_ms() - sl__mono_ms();
+    size_t dsize[SL__BATCH_MAX], jsize[SL__BATCH_MAX], lsize[SL__BATCH_MAX];
+    size_t body = 0;
     for (size_t i = 0; i < k; i++) {
-        sluice__v1__delivery__init(&ds[i]);
-        s_fill_lease(n, jobs[i], &ls[i]);
-        ds[i].job = jobs[i]->pb;
-        ds[i].lease = &ls[i];
-        dp[i] = &ds[i];
+        jsize[i] = jobs[i]->len + s_job_tail(jobs[i], NULL);
+        lsize[i] = s_lease_bytes(jobs[i], n->epoch, jobs[i]->lease_expires + wall_off, NULL);
+        dsize[i] = sl__pb_len_size(1, jsize[i]) + sl__pb_len_size(2, lsize[i]);
+        body += sl__pb_len_size(1, dsize[i]);
     }
-    Sluice__V1__Deliver d = SLUICE__V1__DELIVER__INIT;
-    d.n_deliveries = k;
-    d.deliveries = dp;
-    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
-    env.body_case = SLUICE__V1__ENVELOPE__BODY_DELIVER;
-    env.deliver = &d;
-    sl__send(n, c->peer->rid, c->peer->rid_len, &env);
+    size_t len = sl__pb_len_size(15, body);
+    sl__out_t *o = sl__out_new(c->peer->rid, c->peer->rid_len, len);
+    uint8_t *p = sl__pb_put_len(o->buf, 15, body);
+    for (size_t i = 0; i < k; i++) {
+        sl__job_t *j = jobs[i];
+        p = sl__pb_put_len(p, 1, dsize[i]);
+        p = sl__pb_put_len(p, 1, jsize[i]);
+        memcpy(p, j->raw, j->len);
+        p += j->len;
+        p += s_job_tail(j, p);
+        p = sl__pb_put_len(p, 2, lsize[i]);
+        p += s_lease_bytes(j, n->epoch, j->lease_expires + wall_off, p);
+    }
+    o->len = (size_t)(p - o->buf);
+    sl__out_send(n, o);
 }
 
 /* True if j has outlived its TTL (then it is dead). */
@@ -689,7 +873,8 @@ static void *s_deliver_main(void *arg)
         }
         sl__job_t *batch[SL__BATCH_MAX];
         size_t k = 0;
-        s_lease(n, c, j);
+        int64_t now = sl__mono_ms();
+        s_lease(n, c, j, now);
         batch[k++] = j;
         while (c->credit > 0 && k < SL__BATCH_MAX) {
             void *v = NULL;
@@ -701,7 +886,7 @@ static void *s_deliver_main(void *arg)
             q->ready--;
             if (s_expire(n, v))
                 continue;
-            s_lease(n, c, v);
+            s_lease(n, c, v, now);
             batch[k++] = v;
         }
         s_send_batch(n, c, batch, k);
@@ -713,7 +898,13 @@ static void *s_deliver_main(void *arg)
 
 sl__queue_t *sl__queue_get(sl__node_t *n, const char *name, bool create, int *err)
 {
+    /* Most publishes name the queue the one before did. Queues live as
+     * long as the node. */
+    if (n->last_queue && strcmp(n->last_queue->name, name) == 0)
+        return n->last_queue;
     sl__queue_t *q = sl__map_get(n->queues, name, strlen(name));
+    if (q)
+        n->last_queue = q;
     if (q || !create)
         return q;
     if (!s_valid_name(name)) {
@@ -756,7 +947,7 @@ static sl__job_t *s_leased(sl__node_t *n, const Sluice__V1__Lease *l, Sluice__V1
         *code = SLUICE__V1__ERROR__CODE__BAD_ID;
         return NULL;
     }
-    sl__job_t *j = sl__map_get(n->jobs, l->job_id.data, 16);
+    sl__job_t *j = sl__job_get(n, l->job_id.data);
     if (!j || j->state != SL__J_LEASED || j->lease_id != l->lease_id || l->epoch != n->epoch) {
         *code = SLUICE__V1__ERROR__CODE__STALE_LEASE;
         return NULL;
@@ -779,6 +970,7 @@ static void s_unlease(sl__job_t *j)
     c->leased--;
     j->q->in_flight--;
     j->timer_gen = 0;
+    s_expiry_unlink(j->q->node, j);
 }
 
 int sl__queue_ack(sl__node_t *n, const Sluice__V1__Lease *l, Sluice__V1__Error__Code *code)
@@ -817,17 +1009,15 @@ int sl__queue_fail(sl__node_t *n, const Sluice__V1__Lease *l, bool retryable, co
     s_unlease(j);
     sl__queue_t *q = j->q;
     q->failed++;
-    /* protobuf-c points unset strings at its static empty string. */
-    if (j->pb->last_error != protobuf_c_empty_string)
-        free(j->pb->last_error);
-    j->pb->last_error = strdup(error ? error : "");
-    if (!j->pb->last_error)
+    free(j->last_error);
+    j->last_error = strdup(error ? error : "");
+    if (!j->last_error)
         abort();
-    if (retryable && j->pb->attempt < j->pb->max_attempts) {
+    if (retryable && j->attempt < j->max_attempts) {
         q->retried++;
         q->delayed++;
         j->state = SL__J_RETRY;
-        sl__timer_arm(n, j, SL__T_RETRY, sl__mono_ms() + s_backoff(n, j->pb->attempt));
+        sl__timer_arm(n, j, SL__T_RETRY, sl__mono_ms() + s_backoff(n, j->attempt));
     } else {
         char why[300];
         snprintf(why, sizeof why, "%s: %s", retryable ? "attempts exhausted" : "failed",
@@ -845,6 +1035,7 @@ int sl__queue_touch(sl__node_t *n, const Sluice__V1__Lease *l, uint32_t extend_m
     if (!j)
         return SL_ESTATE;
     j->lease_expires = sl__mono_ms() + (extend_ms ? (int64_t)extend_ms : n->o.lease_ms);
+    s_expiry_unlink(n, j); /* out of order now: the timer heap has it */
     sl__timer_arm(n, j, SL__T_LEASE, j->lease_expires);
     s_fill_lease(n, j, out);
     return SL_OK;
@@ -895,9 +1086,29 @@ static void s_ttl(sl__node_t *n, sl__job_t *j)
     s_admit_waiting(n, q);
 }
 
+/* A lease ran out: back to READY, or DEAD when attempts are exhausted. */
+static void s_lease_expired(sl__node_t *n, sl__job_t *j)
+{
+    sl__queue_t *q = j->q;
+    s_unlease(j);
+    if (j->attempt >= j->max_attempts) {
+        s_kill(n, j, "lease expired: attempts exhausted");
+        s_admit_waiting(n, q);
+    } else {
+        s_requeue(n, j);
+    }
+    sl__queue_wake(q);
+}
+
+void sl__lease_expiry(sl__node_t *n, int64_t now)
+{
+    while (n->expiry_head && n->expiry_head->lease_expires <= now)
+        s_lease_expired(n, n->expiry_head);
+}
+
 void sl__queue_timer(sl__node_t *n, sl__tmr_t *t)
 {
-    sl__job_t *j = sl__map_get(n->jobs, t->id, 16);
+    sl__job_t *j = sl__job_get(n, t->id);
     if (j && t->kind == SL__T_TTL) {
         if (t->gen == j->ttl_gen)
             s_ttl(n, j);
@@ -917,14 +1128,8 @@ void sl__queue_timer(sl__node_t *n, sl__tmr_t *t)
     case SL__T_LEASE:
         if (j->state != SL__J_LEASED)
             return;
-        s_unlease(j);
-        if (j->pb->attempt >= j->pb->max_attempts) {
-            s_kill(n, j, "lease expired: attempts exhausted");
-            s_admit_waiting(n, q);
-        } else {
-            s_requeue(n, j);
-        }
-        break;
+        s_lease_expired(n, j);
+        return;
     }
     sl__queue_wake(q);
 }
@@ -975,7 +1180,7 @@ void sl__queue_stats(sl__queue_t *q, Sluice__V1__QueueStats *s)
 
 void sl__queue_free(sl__queue_t *q)
 {
-    /* Called after the engine stopped: jobs are freed through n->jobs. */
+    /* Called after the engine stopped: jobs are freed through n->ids. */
     for (int p = 0; p < SL__LEVELS; p++)
         sl_chan_destroy(&q->levels[p]);
     sl_chan_destroy(&q->wake);

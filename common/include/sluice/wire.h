@@ -68,6 +68,18 @@ int sl_wire_recv(void *sock, bool router, size_t max_frame,
 int sl_wire_try_recv(void *sock, bool router, size_t max_frame,
                      sl_wire_msg_t *out);
 
+/* The envelope frame of a received message, undecoded: data is borrowed
+ * for the call. Returns 0 or an SL_E* code, which the receive returns. */
+typedef int (*sl_wire_decode_fn)(const void *data, size_t size, void *arg);
+
+/* sl_wire_try_recv that hands the envelope frame to decode instead of
+ * unpacking it (out->env stays NULL): for a daemon that reads some kinds
+ * in place. Frame checks and return codes as sl_wire_recv; decode runs
+ * only for a message of the right frames within max_frame, and its
+ * non-zero return is returned. */
+int sl_wire_try_recv_with(void *sock, bool router, size_t max_frame, sl_wire_msg_t *out,
+                          sl_wire_decode_fn decode, void *arg);
+
 /* Free the envelope a received message holds; out may then be reused.
  * Harmless on a message from a failed receive and when called twice. */
 void sl_wire_msg_release(sl_wire_msg_t *msg);

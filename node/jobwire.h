@@ -1,0 +1,113 @@
+/* jobwire.h -- the node's own reader and writer of the protobuf wire format
+ * for the messages every job passes through: Publish and Ack envelopes are
+ * scanned in place (no protobuf-c tree), a Job is kept as its encoded
+ * bytes, and Deliver / PublishConfirm envelopes are written by hand.
+ *
+ * The scanners take a strict subset of what libprotobuf-c accepts: every
+ * length and varint is checked, a known field with the wrong wire type, a
+ * body sent twice or any kind but Publish and Ack is left to protobuf-c
+ * (SL__JW_OTHER), and unknown fields are skipped and kept verbatim in the
+ * job's bytes. Anything they take, protobuf-c decodes to the same values
+ * (tests/fuzz/envelope_fuzz.c checks this). */
+#ifndef SLUICE_NODE_JOBWIRE_H
+#define SLUICE_NODE_JOBWIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What the node reads of one encoded sluice.v1.Job. Pointers are borrowed
+ * from the scanned bytes. A field given twice takes its last value, as in
+ * protobuf. */
+typedef struct {
+    const uint8_t *id;
+    size_t id_len;
+    const uint8_t *queue;
+    size_t queue_len;
+    const uint8_t *payload;
+    size_t payload_len;
+    const uint8_t *ikey;        /* idempotency_key */
+    size_t ikey_len;
+    uint32_t priority, attempt, max_attempts;
+    int64_t created_ms, not_before_ms, deadline_ms;
+    bool field0;                /* an unknown field numbered 0 (a tag of more
+                                   than one byte: protobuf-c keeps it, but
+                                   cannot encode it again) */
+} sl__jobview_t;
+
+/* One lease named in an Ack, when its job id is 16 bytes. */
+typedef struct {
+    uint8_t job_id[16];
+    uint64_t lease_id, epoch;
+    int64_t expires_ms;
+} sl__jobwire_lease_t;
+
+enum { SL__JW_OTHER = 0, SL__JW_PUBLISH, SL__JW_ACK };
+
+/* Scan an envelope of len bytes: SL__JW_PUBLISH or SL__JW_ACK with *corr
+ * and the body message's bytes in *body / *body_len (borrowed from p), or
+ * SL__JW_OTHER when protobuf-c must decode it (another kind, no body, a
+ * body given twice, anything malformed). */
+int sl__jobwire_envelope(const uint8_t *p, size_t len, uint64_t *corr, const uint8_t **body,
+                         size_t *body_len);
+
+/* The jobs of a Publish body: the number of jobs, or -1 if the Publish is
+ * outside what the scanner takes (the jobs themselves are for
+ * sl__jobwire_job to judge). With jobs non-NULL (room for the count) each
+ * job's bytes go to jobs[i] / lens[i]. */
+long sl__jobwire_publish(const uint8_t *p, size_t len, const uint8_t **jobs, size_t *lens);
+
+/* Scan one encoded Job into v: 0, or -1 if it is not one (see above). */
+int sl__jobwire_job(const uint8_t *p, size_t len, sl__jobview_t *v);
+
+/* The leases of an Ack body: their number, or -1 if an item has no lease,
+ * a job id of other than 16 bytes, a lease given twice, or anything
+ * protobuf-c should judge. With out non-NULL (room for the count) the
+ * leases go there. */
+long sl__jobwire_ack(const uint8_t *p, size_t len, sl__jobwire_lease_t *out);
+
+/* --- writing -------------------------------------------------------------- */
+
+#define SL__PB_VARINT 0
+#define SL__PB_LEN 2
+
+static inline size_t sl__pb_varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static inline uint8_t *sl__pb_put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* A tag of a field number below 16: one byte. */
+static inline uint8_t *sl__pb_put_tag(uint8_t *p, uint32_t field, int wire_type)
+{
+    return sl__pb_put_varint(p, (uint64_t)field << 3 | (uint64_t)wire_type);
+}
+
+/* Bytes of a length-delimited field of number `field` holding len bytes. */
+static inline size_t sl__pb_len_size(uint32_t field, size_t len)
+{
+    return sl__pb_varint_size((uint64_t)field << 3) + sl__pb_varint_size(len) + len;
+}
+
+/* Tag and length of a length-delimited field; the caller writes the len
+ * bytes after it. */
+static inline uint8_t *sl__pb_put_len(uint8_t *p, uint32_t field, size_t len)
+{
+    return sl__pb_put_varint(sl__pb_put_tag(p, field, SL__PB_LEN), len);
+}
+
+#endif
