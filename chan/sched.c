@@ -37,7 +37,14 @@
 #define SL__STACK_BATCH 64   /* stacks mapped at once                      */
 #define SL__TRIM_BATCH 256   /* stacks unmapped per idle pass              */
 #define SL__TRIM_IDLE_NS 1000000000LL /* idle time before trimming        */
-#define SL__SPIN_IDLE 4000
+/* An idle worker spins a while before it sleeps, because a futex wake-up
+ * costs far more than a short spin when work comes back at once (ping-pong
+ * between coroutines). How long adapts per worker: a spin that found work
+ * doubles the next one, a spin that ended in sleep halves it, so a worker
+ * whose work comes every millisecond (timers, slow handlers) stops burning
+ * CPU that other processes on the machine need. */
+#define SL__SPIN_MAX 4000
+#define SL__SPIN_MIN 32
 
 struct sl__worker {
     int id;
@@ -47,6 +54,7 @@ struct sl__worker {
     sl__coro_t *dead;           /* coroutine that just returned             */
     sl__task_t *head, *tail;    /* local run queue (owner thread only)      */
     int budget;                 /* direct switches before visiting the loop */
+    int spin;                   /* idle spin length now, see SL__SPIN_MAX   */
     _Atomic uint64_t switches;  /* written by owner only (relaxed)          */
 
     sl__lock_t inbox_lock;      /* inbox: pushed by other threads           */
@@ -445,12 +453,15 @@ static void s_run(sl__worker_t *w, sl__task_t *t)
 
 static void s_idle(sl__worker_t *w)
 {
-    for (int i = 0; i < SL__SPIN_IDLE; i++) {
+    for (int i = 0; i < w->spin; i++) {
         if (atomic_load_explicit(&w->in_count, memory_order_acquire) ||
-            atomic_load_explicit(&s_s.stopping, memory_order_relaxed))
+            atomic_load_explicit(&s_s.stopping, memory_order_relaxed)) {
+            w->spin = w->spin * 2 < SL__SPIN_MAX ? w->spin * 2 : SL__SPIN_MAX;
             return;
+        }
         sl__cpu_relax();
     }
+    w->spin = w->spin / 2 > SL__SPIN_MIN ? w->spin / 2 : SL__SPIN_MIN;
     /* Surplus spare stacks go back to the kernel only after a second of
      * idleness, a batch at a time, so bursts of spawns reuse them. */
     bool surplus = atomic_load_explicit(&w->cache_n, memory_order_relaxed) > SL__STACK_CACHE;
@@ -526,6 +537,7 @@ static int s_start_locked(const sl_sched_opts_t *o)
     sl__pool_configure(s_s.blocking_threads);
     for (int i = 0; i < n; i++) {
         ws[i].id = i;
+        ws[i].spin = SL__SPIN_MAX;
         if (pthread_create(&ws[i].thread, NULL, s_worker_main, &ws[i]) != 0) {
             atomic_store(&s_s.stopping, 1);
             for (int j = 0; j < i; j++) {
