@@ -78,9 +78,7 @@ int sl_id_new(uint8_t out[SL_ID_LEN])
         if (rc != SL_OK)
             return rc;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t ms = (uint64_t)sl_wall_ms();
     uint64_t a = s_next(&s_rng), b = s_next(&s_rng);
     for (int i = 0; i < 6; i++)
         out[i] = (uint8_t)(ms >> (40 - 8 * i));
@@ -142,4 +140,11 @@ int64_t sl_id_time_ms(const uint8_t id[SL_ID_LEN])
     for (int i = 0; i < 6; i++)
         ms = ms << 8 | id[i];
     return ms;
+}
+
+int64_t sl_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

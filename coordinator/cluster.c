@@ -527,7 +527,7 @@ void sl__on_node_status(sl_coord_t *c, const uint8_t *rid, size_t rid_len,
     }
     n->incarnation = st->incarnation;
     n->last_mono = now;
-    n->last_wall = sl__coord_wall_ms();
+    n->last_wall = sl_wall_ms();
     n->interval_ms = st->interval_ms ? st->interval_ms : c->o.heartbeat_ms;
     if (n->interval_ms < 10)
         n->interval_ms = 10;

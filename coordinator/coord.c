@@ -30,12 +30,6 @@ int64_t sl__coord_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t sl__coord_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void sl_coord_opts_default(sl_coord_opts_t *o)
 {
@@ -113,7 +107,7 @@ static void s_heartbeat(sl_coord_t *c, const uint8_t *rid, size_t rid_len)
     Sluice__V1__Heartbeat hb = SLUICE__V1__HEARTBEAT__INIT;
     hb.node_id = c->id;
     hb.epoch = c->epoch0;
-    hb.sent_ms = sl__coord_wall_ms();
+    hb.sent_ms = sl_wall_ms();
     hb.interval_ms = (uint32_t)c->o.heartbeat_ms;
     Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_HEARTBEAT;
@@ -262,7 +256,7 @@ sl_coord_t *sl_coord_new(const sl_coord_opts_t *o, int *err)
     c->grace_ms = o->grace_ms >= 0 ? o->grace_ms : 2 * o->heartbeat_ms;
     /* Epochs stay increasing across restarts while the clock does not step
      * back by more than the downtime. */
-    c->epoch0 = c->counter = (uint64_t)sl__coord_wall_ms() << 16;
+    c->epoch0 = c->counter = (uint64_t)sl_wall_ms() << 16;
     return c;
 fail:
     if (err)

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sluice/id.h"
 #include "sluice/coord.h"
 #include "sluice/wire.h"
 #include "vec.h"
@@ -115,7 +116,6 @@ struct sl_coord {
 /* --- coord.c ------------------------------------------------------------- */
 
 int64_t sl__coord_mono_ms(void);
-int64_t sl__coord_wall_ms(void);
 
 /* Send env (stays the caller's) to rid; a full or departed peer drops it. */
 void sl__coord_send(sl_coord_t *c, const uint8_t *rid, size_t rid_len,

@@ -40,12 +40,6 @@ int64_t sl__mono_ms(void)
     return sl_now() / 1000000;
 }
 
-int64_t sl__wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void sl_node_opts_default(sl_node_opts_t *o)
 {
@@ -311,7 +305,7 @@ static void s_send_heartbeat(sl__node_t *n, const sl__peer_t *p)
     Sluice__V1__Heartbeat hb = SLUICE__V1__HEARTBEAT__INIT;
     hb.node_id = n->node_id;
     hb.epoch = n->epoch;
-    hb.sent_ms = sl__wall_ms();
+    hb.sent_ms = sl_wall_ms();
     hb.interval_ms = (uint32_t)n->o.heartbeat_ms;
     Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_HEARTBEAT;

@@ -18,6 +18,7 @@
 #include "member.h"
 #include "map.h"
 #include "sluice.pb-c.h"
+#include "sluice/id.h"
 #include "sluice/chan.h"
 #include "sluice/node.h"
 
@@ -296,7 +297,6 @@ const char *sl__overflow_name(sl_overflow_t o);
 
 /* node.c */
 int64_t sl__mono_ms(void);
-int64_t sl__wall_ms(void);
 void sl__send(sl__node_t *n, const uint8_t *rid, size_t rid_len, Sluice__V1__Envelope *env);
 /* A frame of len bytes for rid, to be filled and given to sl__out_send. */
 sl__out_t *sl__out_new(const uint8_t *rid, size_t rid_len, size_t len);

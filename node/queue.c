@@ -358,7 +358,7 @@ static void s_make_ready(sl__node_t *n, sl__job_t *j)
 /* Place an accepted job: delayed or ready. */
 static void s_place(sl__node_t *n, sl__job_t *j)
 {
-    int64_t wall = sl__wall_ms();
+    int64_t wall = sl_wall_ms();
     if (j->not_before_ms > wall) {
         j->state = SL__J_DELAYED;
         j->q->delayed++;
@@ -564,11 +564,11 @@ void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i)
         j->set_max_attempts = true;
     }
     if (j->created_ms == 0) {
-        j->created_ms = sl__wall_ms();
+        j->created_ms = sl_wall_ms();
         j->set_created = true;
     }
     if (j->deadline_ms > 0) /* +1: truncated clocks, as in s_place */
-        j->ttl_at = sl__mono_ms() + (j->deadline_ms - sl__wall_ms()) + 1;
+        j->ttl_at = sl__mono_ms() + (j->deadline_ms - sl_wall_ms()) + 1;
 
     if (s_held(q) >= n->o.max_length) {
         switch (n->o.overflow) {
@@ -715,7 +715,7 @@ static void s_fill_lease(sl__node_t *n, sl__job_t *j, Sluice__V1__Lease *l)
     l->job_id.len = 16;
     l->lease_id = j->lease_id;
     l->epoch = n->epoch;
-    l->expires_ms = sl__wall_ms() + (j->lease_expires - sl__mono_ms());
+    l->expires_ms = sl_wall_ms() + (j->lease_expires - sl__mono_ms());
 }
 
 /* The fields the node set, appended to a job's bytes on delivery: their
@@ -792,7 +792,7 @@ static void s_send_batch(sl__node_t *n, sl__consumer_t *c, sl__job_t **jobs, siz
         return;
     }
     /* One clock reading per batch: every lease of it expires together. */
-    int64_t wall_off = sl__wall_ms() - sl__mono_ms();
+    int64_t wall_off = sl_wall_ms() - sl__mono_ms();
     size_t dsize[SL__BATCH_MAX], jsize[SL__BATCH_MAX], lsize[SL__BATCH_MAX];
     size_t body = 0;
     for (size_t i = 0; i < k; i++) {

@@ -14,12 +14,6 @@
 #include "sluice/sched.h"
 #include "sluice/wire.h"
 
-int64_t sl__wall_ms_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int sl_queue_name_check(const char *name)
 {
@@ -397,7 +391,7 @@ static int s_publish_encode(sl_client_t *c, uint64_t corr, uint8_t (*ids)[SL_ID_
     int rc = SL_ENOMEM;
     if (!pbs || !ptrs || (nh && (!hs || !hptrs)))
         goto out;
-    int64_t now = sl__wall_ms_now();
+    int64_t now = sl_wall_ms();
     size_t h = 0;
     for (size_t i = 0; i < n; i++) {
         const sl_job_t *j = &jobs[i];

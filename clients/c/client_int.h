@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "sluice.pb-c.h"
+#include "sluice/id.h"
 #include "sluice/chan.h"
 #include "sluice/client.h"
 
@@ -248,7 +249,6 @@ int sl__delivery_dispatch(sl__delivery_t *d);
 /* client.c */
 int sl__client_cmd(sl_client_t *c, sl__cmd_t *cmd);
 sl__cmd_t *sl__cmd_new(int kind);
-int64_t sl__wall_ms_now(void);
 /* The interval after which a silent peer is declared gone, in ms. */
 int sl__client_peer_interval_ms(sl_client_t *c);
 

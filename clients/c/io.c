@@ -91,7 +91,7 @@ static void s_send_heartbeat(sl_client_t *c)
 {
     Sluice__V1__Heartbeat hb = SLUICE__V1__HEARTBEAT__INIT;
     hb.node_id = c->consumer_id ? c->consumer_id : (char *)"";
-    hb.sent_ms = sl__wall_ms_now();
+    hb.sent_ms = sl_wall_ms();
     hb.interval_ms = (uint32_t)s_hb_interval(c);
     env_t env = SLUICE__V1__ENVELOPE__INIT;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_HEARTBEAT;

@@ -32,6 +32,10 @@ int sl_id_from_hex(const char *hex, uint8_t out[SL_ID_LEN]);
 /* The millisecond timestamp in an id's first 6 bytes. */
 int64_t sl_id_time_ms(const uint8_t id[SL_ID_LEN]);
 
+/* The wall clock, in ms since the Unix epoch: the clock ids carry and job
+ * timestamps (created, not-before, deadline) use. */
+int64_t sl_wall_ms(void);
+
 #ifdef __cplusplus
 }
 #endif
