@@ -122,6 +122,14 @@ static void s_send_fail(sl_client_t *c, const Sluice__V1__Lease *lease, bool ret
     s_send_env(c, &env);
 }
 
+static void s_send_fail_lease(sl_client_t *c, const sl__lease_t *l, bool retryable,
+                              const char *error)
+{
+    Sluice__V1__Lease pb;
+    s_lease_to_pb(l, &pb);
+    s_send_fail(c, &pb, retryable, error);
+}
+
 static void s_send_subscribe(sl_client_t *c, sl__sub_t *s)
 {
     uint32_t credit = s->running < s->window ? s->window - s->running : 0;
@@ -279,6 +287,43 @@ static void s_job_done(sl_client_t *c, sl__sub_t *s)
     s_sub_idle_check(c, s);
 }
 
+/* A delivery of s ended by its holder (ack, fail, or a handler giving up):
+ * a consume handler is free, so the oldest prefetched delivery starts. */
+static void s_settled(sl_client_t *c, sl__sub_t *s)
+{
+    if (!s->out) {
+        if (s->handlers > 0)
+            s->handlers--;
+        sl__delivery_t *d;
+        while (s->handlers < s->concurrency && (d = sl__delivery_waiting(s))) {
+            if (sl__delivery_start(d) == SL_OK)
+                continue;
+            s_send_fail_lease(c, &d->lease, true, "consumer cannot start a handler");
+            sl__delivery_free(&d);
+            if (s->running > 0)
+                s->running--; /* credit comes back with the s_job_done below */
+        }
+    }
+    s_job_done(c, s);
+}
+
+/* Give back the deliveries of s still waiting for a handler: they never
+ * started, and the subscription is stopping. */
+static void s_drop_waiting(sl_client_t *c, sl__sub_t *s)
+{
+    sl__delivery_t *d;
+    bool any = false;
+    while ((d = sl__delivery_waiting(s))) {
+        s_send_fail_lease(c, &d->lease, true, "consumer unsubscribed");
+        sl__delivery_free(&d);
+        if (s->running > 0)
+            s->running--;
+        any = true;
+    }
+    if (any)
+        s_sub_idle_check(c, s);
+}
+
 /* The subscription deliveries of queue belong to: live, or stopping and
  * still owed the jobs that crossed its credit-0 Subscribe. */
 static sl__sub_t *s_sub_for(sl_client_t *c, const char *queue)
@@ -311,6 +356,7 @@ static void s_sub_stop(sl_client_t *c, sl__sub_t *s)
     }
     if (s->out && !s->out_shared)
         sl_chan_close(s->out);
+    s_drop_waiting(c, s);
 }
 
 /* --- sessions -------------------------------------------------------- */
@@ -533,35 +579,59 @@ static void s_on_error(sl_client_t *c, uint64_t corr, Sluice__V1__Error *e)
     sl__req_complete_error(r, sl__err_from_node(e->code), e->code, e->text);
 }
 
-static void s_on_deliver(sl_client_t *c, Sluice__V1__Deliver *dv)
+/* A queue name as bytes (from a scanned envelope) against a sub's. */
+static sl__sub_t *s_sub_for_bytes(sl_client_t *c, const uint8_t *q, size_t len)
 {
-    for (size_t i = 0; i < dv->n_deliveries; i++) {
-        const Sluice__V1__Delivery *pb = dv->deliveries[i];
-        if (!pb->job || !pb->lease || !pb->job->queue) {
+    char name[SL_QUEUE_NAME_MAX + 1];
+    if (len > SL_QUEUE_NAME_MAX || memchr(q, '\0', len))
+        return NULL; /* no queue of ours has that name */
+    memcpy(name, q, len);
+    name[len] = '\0';
+    return s_sub_for(c, name);
+}
+
+/* A Deliver envelope's body, scanned in place: the whole body is checked
+ * first, so a malformed one is dropped whole, as protobuf-c would. */
+static int s_on_deliver(sl_client_t *c, const sl__pb_rd_t *body)
+{
+    sl__pb_rd_t r = *body;
+    sl__dview_t v;
+    int rc;
+    while ((rc = sl__deliver_next(&r, &v)) > 0) {
+    }
+    if (rc < 0)
+        return SL_EPROTO;
+    r = *body;
+    sl__sub_t *s = NULL; /* the last one found: batches are of one queue */
+    while (sl__deliver_next(&r, &v) > 0) {
+        if (!v.has_job || !v.has_lease) {
             atomic_fetch_add(&c->ctr.bad_messages, 1);
             continue;
         }
         atomic_fetch_add(&c->ctr.delivered, 1);
-        sl__sub_t *s = s_sub_for(c, pb->job->queue);
+        if (!s || !(s->live || s->draining) || strlen(s->queue) != v.queue_len ||
+            memcmp(s->queue, v.queue, v.queue_len) != 0)
+            s = s_sub_for_bytes(c, v.queue, v.queue_len);
         if (!s) {
             /* Crossed our Unsubscribe: give it straight back. */
-            s_send_fail(c, pb->lease, true, "consumer unsubscribed");
+            s_send_fail_lease(c, &v.lease, true, "consumer unsubscribed");
             continue;
         }
         if (s->granted > 0)
             s->granted--;
         s->running++;
-        sl__delivery_t *d = sl__delivery_new(s, pb);
-        int rc = d ? sl__delivery_dispatch(d) : SL_ENOMEM;
-        if (rc != SL_OK) {
-            s_send_fail(c, pb->lease, true,
-                        rc == SL_ENOMEM   ? "consumer out of memory"
-                        : s->out          ? "consumer stopped or its window is full"
-                                          : "consumer cannot start a handler");
+        sl__delivery_t *d = sl__delivery_new(s, &v);
+        int drc = d ? sl__delivery_dispatch(d) : SL_ENOMEM;
+        if (drc != SL_OK) {
+            s_send_fail_lease(c, &v.lease, true,
+                              drc == SL_ENOMEM ? "consumer out of memory"
+                              : s->out         ? "consumer stopped or its window is full"
+                                               : "consumer cannot start a handler");
             sl__delivery_free(&d);
             s_job_done(c, s);
         }
     }
+    return SL_OK;
 }
 
 static void s_on_env(sl_client_t *c, env_t *env)
@@ -578,7 +648,9 @@ static void s_on_env(sl_client_t *c, env_t *env)
         s_on_confirm(c, env->corr, env->confirm);
         break;
     case SLUICE__V1__ENVELOPE__BODY_DELIVER:
-        s_on_deliver(c, env->deliver);
+        /* One the scanner refused (a delivery's job or lease given twice,
+         * which protobuf-c merges): a node never sends that. */
+        atomic_fetch_add(&c->ctr.bad_messages, 1);
         break;
     case SLUICE__V1__ENVELOPE__BODY_LEASE_REPLY:
         s_on_lease_reply(c, env->corr, env->lease_reply);
@@ -603,22 +675,37 @@ static void s_on_env(sl_client_t *c, env_t *env)
     }
 }
 
+/* One envelope frame: Deliver scanned in place, the rest through
+ * protobuf-c. */
+static int s_decode(const void *data, size_t size, void *arg)
+{
+    sl_client_t *c = arg;
+    s_alive(c); /* any message is a sign of life, even a bad one */
+    sl__pb_rd_t body;
+    if (sl__deliver_envelope(data, size, &body))
+        return s_on_deliver(c, &body);
+    env_t *env = NULL;
+    int rc = sl_wire_unpack(data, size, &env);
+    if (rc != SL_OK)
+        return rc;
+    s_on_env(c, env);
+    sl_wire_env_free(&env);
+    return SL_OK;
+}
+
 static void s_recv_all(sl_client_t *c)
 {
     for (int i = 0; i < SL__CLIENT_BATCH; i++) {
         sl_wire_msg_t m;
-        int rc = sl_wire_try_recv(c->sock, false, c->max_frame, &m);
-        if (rc == SL_EAGAIN || rc == SL_ECLOSED || rc == SL_EINVAL || rc == SL_ESYS) {
-            sl_wire_msg_release(&m);
-            return;
-        }
-        atomic_fetch_add(&c->ctr.received, 1);
-        s_alive(c); /* any message is a sign of life, even a bad one */
-        if (rc == SL_OK)
-            s_on_env(c, m.env);
-        else
-            atomic_fetch_add(&c->ctr.bad_messages, 1);
+        int rc = sl_wire_try_recv_with(c->sock, false, c->max_frame, &m, s_decode, c);
         sl_wire_msg_release(&m);
+        if (rc == SL_EAGAIN || rc == SL_ECLOSED || rc == SL_EINVAL || rc == SL_ESYS)
+            return;
+        atomic_fetch_add(&c->ctr.received, 1);
+        if (rc != SL_OK) {
+            s_alive(c);
+            atomic_fetch_add(&c->ctr.bad_messages, 1);
+        }
     }
 }
 
@@ -643,22 +730,14 @@ static void s_on_cmd(sl_client_t *c, sl__cmd_t *cmd)
         s_send_bytes(c, r->buf, r->len);
         break;
     }
-    case SL__CMD_ACK:
-        if (s_ack_push(c, &cmd->lease) != SL_OK) {
-            /* Cannot batch it: the lease will expire and the job be
-             * delivered again, which at-least-once allows. */
-        }
-        s_job_done(c, s);
+    case SL__CMD_ACK: /* acks come as tagged deliveries (s_on_ack) */
         break;
-    case SL__CMD_FAIL: {
-        Sluice__V1__Lease pb;
-        s_lease_to_pb(&cmd->lease, &pb);
-        s_send_fail(c, &pb, cmd->retryable, cmd->error);
-        s_job_done(c, s);
+    case SL__CMD_FAIL:
+        s_send_fail_lease(c, &cmd->lease, cmd->retryable, cmd->error);
+        s_settled(c, s);
         break;
-    }
     case SL__CMD_DONE:
-        s_job_done(c, s);
+        s_settled(c, s);
         break;
     case SL__CMD_SUB:
         if (c->stopping) {
@@ -668,6 +747,7 @@ static void s_on_cmd(sl_client_t *c, sl__cmd_t *cmd)
         }
         s->live = true;
         s->running = 0;
+        s->handlers = 0;
         s_send_subscribe(c, s);
         break;
     case SL__CMD_UNSUB:
@@ -698,6 +778,7 @@ static void s_on_cmd(sl_client_t *c, sl__cmd_t *cmd)
     }
     case SL__CMD_RESUB:
         s->window = cmd->window;
+        s->concurrency = cmd->concurrency;
         s->member_epoch = cmd->member_epoch;
         if (s->live)
             s_send_subscribe(c, s); /* credit: the new window less running */
@@ -708,6 +789,17 @@ static void s_on_cmd(sl_client_t *c, sl__cmd_t *cmd)
             s_sub_stop(c, t);
         break;
     }
+}
+
+/* An acked delivery, handed over as the command itself. */
+static void s_on_ack(sl_client_t *c, sl__delivery_t *d)
+{
+    /* Should batching fail (no memory), the lease expires and the job is
+     * delivered again, which at-least-once allows. */
+    (void)s_ack_push(c, &d->lease);
+    sl__sub_t *s = d->sub;
+    sl__delivery_free(&d);
+    s_settled(c, s);
 }
 
 static void s_drain_cmds(sl_client_t *c)
@@ -723,6 +815,10 @@ static void s_drain_cmds(sl_client_t *c)
         }
         if (rc != SL_OK)
             return;
+        if ((uintptr_t)v & SL__CMD_TAG_ACK) {
+            s_on_ack(c, (sl__delivery_t *)((uintptr_t)v & ~SL__CMD_TAG_ACK));
+            continue;
+        }
         sl__cmd_t *cmd = v;
         s_on_cmd(c, cmd);
         if (cmd != &c->stop_cmd) {
@@ -828,6 +924,7 @@ void *sl__io_main(void *arg)
         if (s->out && !s->out_shared)
             sl_chan_close(s->out);
         s->live = false;
+        s_drop_waiting(c, s);
         s->running = 0; /* deliveries still held by the user go stale */
         s_sub_idle_check(c, s);
     }
