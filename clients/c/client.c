@@ -81,8 +81,7 @@ static void s_free(sl_client_t *c)
     sl_chan_destroy(&c->cmds);
     sl__req_table_release(c);
     free(c->ack_pending);
-    free(c->ack_items);
-    free(c->ack_leases);
+    free(c->ack_buf);
     free(c->endpoint);
     free(c->consumer_id);
     pthread_mutex_destroy(&c->lock);

@@ -228,9 +228,9 @@ struct sl_client {
 
     /* io: ack batch */
     sl__lease_t *ack_pending;
-    Sluice__V1__AckItem *ack_items;
-    Sluice__V1__Lease *ack_leases;
     size_t ack_n, ack_cap;
+    uint8_t *ack_buf;           /* the Ack envelope, written by hand        */
+    size_t ack_buf_cap;
 
     /* readable by anyone */
     struct {

@@ -168,35 +168,66 @@ static sl__sub_t *s_subs(sl_client_t *c)
     return head;
 }
 
+/* Lease{job_id, lease_id, epoch, expires_ms} as protobuf-c writes it
+ * (zero scalars left out): its size, and with p non-NULL its bytes. */
+static size_t s_lease_bytes(const sl__lease_t *l, uint8_t *p)
+{
+    uint64_t v[3] = {l->lease_id, l->epoch, (uint64_t)l->expires_ms};
+    size_t k = sl__pb_len_size(1, SL_ID_LEN);
+    for (int i = 0; i < 3; i++)
+        if (v[i])
+            k += 1 + sl__pb_varint_size(v[i]);
+    if (p) {
+        p = sl__pb_put_len(p, 1, SL_ID_LEN);
+        memcpy(p, l->job_id, SL_ID_LEN);
+        p += SL_ID_LEN;
+        for (int i = 0; i < 3; i++)
+            if (v[i])
+                p = sl__pb_put_varint(sl__pb_put_tag(p, (uint32_t)i + 2, SL__PB_VARINT), v[i]);
+    }
+    return k;
+}
+
+/* Envelope{ack: Ack{items: AckItem{lease}...}} of leases l[0..n), written
+ * by hand into c->ack_buf: its length, or 0 without memory. */
+static size_t s_ack_encode(sl_client_t *c, const sl__lease_t *l, size_t n)
+{
+    size_t body = 0;
+    for (size_t i = 0; i < n; i++)
+        body += sl__pb_len_size(1, sl__pb_len_size(1, s_lease_bytes(&l[i], NULL)));
+    size_t len = sl__pb_len_size(16, body);
+    if (len > c->ack_buf_cap) {
+        uint8_t *b = realloc(c->ack_buf, len);
+        if (!b)
+            return 0;
+        c->ack_buf = b;
+        c->ack_buf_cap = len;
+    }
+    uint8_t *p = sl__pb_put_len(c->ack_buf, 16, body);
+    for (size_t i = 0; i < n; i++) {
+        size_t lk = s_lease_bytes(&l[i], NULL);
+        p = sl__pb_put_len(p, 1, sl__pb_len_size(1, lk));
+        p = sl__pb_put_len(p, 1, lk);
+        p += s_lease_bytes(&l[i], p);
+    }
+    return len;
+}
+
 /* Send the batched acks. Before anything that could make the node drop
  * those leases (Unsubscribe) and at the end of every wake-up. */
 static void s_flush_acks(sl_client_t *c)
 {
-    if (c->ack_n > 0) {
-        Sluice__V1__AckItem *ptrs[SL__CLIENT_BATCH];
-        size_t done = 0;
-        while (done < c->ack_n) {
-            size_t k = c->ack_n - done;
-            if (k > SL__CLIENT_BATCH)
-                k = SL__CLIENT_BATCH;
-            for (size_t i = 0; i < k; i++) {
-                Sluice__V1__AckItem *it = &c->ack_items[done + i];
-                sluice__v1__ack_item__init(it);
-                s_lease_to_pb(&c->ack_pending[done + i], &c->ack_leases[done + i]);
-                it->lease = &c->ack_leases[done + i];
-                ptrs[i] = it;
-            }
-            Sluice__V1__Ack ack = SLUICE__V1__ACK__INIT;
-            ack.n_items = k;
-            ack.items = ptrs;
-            env_t env = SLUICE__V1__ENVELOPE__INIT;
-            env.body_case = SLUICE__V1__ENVELOPE__BODY_ACK;
-            env.ack = &ack;
-            s_send_env(c, &env);
-            done += k;
-        }
-        c->ack_n = 0;
+    for (size_t done = 0; done < c->ack_n;) {
+        size_t k = c->ack_n - done;
+        if (k > SL__CLIENT_BATCH)
+            k = SL__CLIENT_BATCH;
+        size_t len = s_ack_encode(c, &c->ack_pending[done], k);
+        if (len)
+            s_send_bytes(c, c->ack_buf, len);
+        /* else: no memory; the leases expire and the jobs come again */
+        done += k;
     }
+    c->ack_n = 0;
 }
 
 /* Send the batched acks, then the credit earned since the last flush. */
@@ -225,14 +256,6 @@ static int s_ack_push(sl_client_t *c, const sl__lease_t *l)
         if (!p)
             return SL_ENOMEM;
         c->ack_pending = p;
-        Sluice__V1__AckItem *it = realloc(c->ack_items, cap * sizeof *it);
-        if (!it)
-            return SL_ENOMEM;
-        c->ack_items = it;
-        Sluice__V1__Lease *ls = realloc(c->ack_leases, cap * sizeof *ls);
-        if (!ls)
-            return SL_ENOMEM;
-        c->ack_leases = ls;
         c->ack_cap = cap;
     }
     c->ack_pending[c->ack_n++] = *l;
@@ -590,47 +613,60 @@ static sl__sub_t *s_sub_for_bytes(sl_client_t *c, const uint8_t *q, size_t len)
     return s_sub_for(c, name);
 }
 
+/* Deliveries whose scan is kept between the check and the hand-out (a
+ * node sends at most 64 per envelope; more are scanned again). */
+#define S_VIEWS 64
+
+/* One delivery: to its subscription, or back to the node. */
+static void s_take_delivery(sl_client_t *c, const sl__dview_t *v, sl__sub_t **s_p)
+{
+    if (!v->has_job || !v->has_lease) {
+        atomic_fetch_add(&c->ctr.bad_messages, 1);
+        return;
+    }
+    atomic_fetch_add(&c->ctr.delivered, 1);
+    sl__sub_t *s = *s_p; /* the last one found: batches are of one queue */
+    if (!s || !(s->live || s->draining) || strlen(s->queue) != v->queue_len ||
+        memcmp(s->queue, v->queue, v->queue_len) != 0)
+        *s_p = s = s_sub_for_bytes(c, v->queue, v->queue_len);
+    if (!s) {
+        /* Crossed our Unsubscribe: give it straight back. */
+        s_send_fail_lease(c, &v->lease, true, "consumer unsubscribed");
+        return;
+    }
+    if (s->granted > 0)
+        s->granted--;
+    s->running++;
+    sl__delivery_t *d = sl__delivery_new(s, v);
+    int rc = d ? sl__delivery_dispatch(d) : SL_ENOMEM;
+    if (rc != SL_OK) {
+        s_send_fail_lease(c, &v->lease, true,
+                          rc == SL_ENOMEM ? "consumer out of memory"
+                          : s->out        ? "consumer stopped or its window is full"
+                                          : "consumer cannot start a handler");
+        sl__delivery_free(&d);
+        s_job_done(c, s);
+    }
+}
+
 /* A Deliver envelope's body, scanned in place: the whole body is checked
  * first, so a malformed one is dropped whole, as protobuf-c would. */
 static int s_on_deliver(sl_client_t *c, const sl__pb_rd_t *body)
 {
-    sl__pb_rd_t r = *body;
-    sl__dview_t v;
+    sl__dview_t views[S_VIEWS], extra;
+    sl__pb_rd_t r = *body, rest = *body;
+    size_t n = 0;
     int rc;
-    while ((rc = sl__deliver_next(&r, &v)) > 0) {
-    }
+    while ((rc = sl__deliver_next(&r, n < S_VIEWS ? &views[n] : &extra)) > 0)
+        if (++n == S_VIEWS)
+            rest = r; /* where the deliveries not kept begin */
     if (rc < 0)
         return SL_EPROTO;
-    r = *body;
-    sl__sub_t *s = NULL; /* the last one found: batches are of one queue */
-    while (sl__deliver_next(&r, &v) > 0) {
-        if (!v.has_job || !v.has_lease) {
-            atomic_fetch_add(&c->ctr.bad_messages, 1);
-            continue;
-        }
-        atomic_fetch_add(&c->ctr.delivered, 1);
-        if (!s || !(s->live || s->draining) || strlen(s->queue) != v.queue_len ||
-            memcmp(s->queue, v.queue, v.queue_len) != 0)
-            s = s_sub_for_bytes(c, v.queue, v.queue_len);
-        if (!s) {
-            /* Crossed our Unsubscribe: give it straight back. */
-            s_send_fail_lease(c, &v.lease, true, "consumer unsubscribed");
-            continue;
-        }
-        if (s->granted > 0)
-            s->granted--;
-        s->running++;
-        sl__delivery_t *d = sl__delivery_new(s, &v);
-        int drc = d ? sl__delivery_dispatch(d) : SL_ENOMEM;
-        if (drc != SL_OK) {
-            s_send_fail_lease(c, &v.lease, true,
-                              drc == SL_ENOMEM ? "consumer out of memory"
-                              : s->out         ? "consumer stopped or its window is full"
-                                               : "consumer cannot start a handler");
-            sl__delivery_free(&d);
-            s_job_done(c, s);
-        }
-    }
+    sl__sub_t *s = NULL;
+    for (size_t i = 0; i < n && i < S_VIEWS; i++)
+        s_take_delivery(c, &views[i], &s);
+    while (n > S_VIEWS && sl__deliver_next(&rest, &extra) > 0)
+        s_take_delivery(c, &extra, &s);
     return SL_OK;
 }
 
