@@ -300,23 +300,23 @@ static const char *s_node_bin(void)
     return b;
 }
 
-/* `perf record -g` on the node while the workload runs, when BENCH_E2E_PERF
- * names an output prefix. */
-static pid_t s_perf_start(pid_t node, const char *workload)
+/* `perf record -g` on one process (role: node, consumer, producer) while
+ * the workload runs, when BENCH_E2E_PERF names an output prefix. */
+static pid_t s_perf_start(pid_t pid_of, const char *workload, const char *role)
 {
     const char *prefix = getenv("BENCH_E2E_PERF");
     if (!prefix || !*prefix)
         return -1;
     char out[512], pid[16];
-    snprintf(out, sizeof out, "%s.%s.data", prefix, workload);
-    snprintf(pid, sizeof pid, "%d", (int)node);
+    snprintf(out, sizeof out, "%s.%s.%s.data", prefix, workload, role);
+    snprintf(pid, sizeof pid, "%d", (int)pid_of);
     /* BENCH_E2E_PERF_CALLGRAPH=dwarf: call graphs without frame pointers. */
     const char *cg = getenv("BENCH_E2E_PERF_CALLGRAPH");
     char *argv[] = {"perf", "record", "-q", "--call-graph", (char *)(cg && *cg ? cg : "fp"),
                     "-o", out, "-p", pid, NULL};
     pid_t p = e2e_spawn(argv, NULL, NULL, 0, 0);
     e2e_sleep_ms(300); /* let it attach */
-    bench_info("perf record -g on the node -> %s", out);
+    bench_info("perf record -g on the %s -> %s", role, out);
     return p;
 }
 
@@ -459,17 +459,21 @@ int main(int argc, char **argv)
                              : "sl_client_subscribe + sl_client_ack (explicit ack)");
     e2e_sleep_ms(100); /* let the node settle before the RSS baseline */
     s_mem_t mem = {.start = e2e_rss_of(node)};
-    pid_t perf = s_perf_start(node, w);
+    pid_t perf = s_perf_start(node, w, "node");
 
     pid_t c = e2e_fork(run->handlers ? s_handler_consumer : s_consumer, run);
+    pid_t perf_c = s_perf_start(c, w, "consumer");
     pid_t p = e2e_fork(s_producer, run);
+    pid_t perf_p = s_perf_start(p, w, "producer");
     if (run->mode == MODE_FLOOD)
         s_watch_flood(run, node, p, c, &mem);
     double cpu_p = 0, cpu_c = 0, cpu_n = 0;
     int rp = e2e_wait_cpu(p, 600000, &cpu_p);
     int rc = e2e_wait_cpu(c, 60000, &cpu_c);
-    if (perf > 0)
-        e2e_stop(perf, SIGINT, 30000);
+    pid_t perfs[] = {perf, perf_c, perf_p};
+    for (int i = 0; i < 3; i++)
+        if (perfs[i] > 0)
+            e2e_stop(perfs[i], SIGINT, 30000);
     if (rp == 0 && rc == 0)
         s_verify(run);
     mem.end = e2e_rss_of(node);

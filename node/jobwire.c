@@ -1,89 +1,19 @@
 /* jobwire.c -- scanning Publish and Ack envelopes in place (see jobwire.h).
  *
- * Field numbers are those of proto/sluice.proto. The limits follow
- * libprotobuf-c 1.4.1: a tag of at most 5 bytes whose first byte names a
- * field (0x00-0x07 is refused), a varint of at most 10 bytes, a length of
- * at most 5 bytes and INT_MAX, wire types 0, 1, 2 and 5 only. */
-#include <limits.h>
+ * Field numbers are those of proto/sluice.proto; the field reader and its
+ * limits (those of libprotobuf-c 1.4.1) are common/pbwire.c's. */
 #include <string.h>
 
 #include "jobwire.h"
 
-typedef struct {
-    const uint8_t *p, *end;
-} s_rd_t;
-
-typedef struct {
-    uint32_t num;
-    int wt;
-    uint64_t v;             /* varint, fixed32, fixed64 */
-    const uint8_t *data;    /* length-delimited */
-    size_t len;
-} s_field_t;
-
-static int s_varint(s_rd_t *r, int max, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < max; i++) {
-        if (r->p >= r->end)
-            return -1;
-        uint8_t b = *r->p++;
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            *out = v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* The next field: 1, 0 at the end, -1 if malformed. */
-static int s_next(s_rd_t *r, s_field_t *f)
-{
-    if (r->p >= r->end)
-        return 0;
-    if ((r->p[0] & 0xf8) == 0)
-        return -1; /* a one-byte tag of field 0 */
-    uint64_t tag;
-    if (s_varint(r, 5, &tag) != 0)
-        return -1;
-    f->num = (uint32_t)(tag >> 3);
-    f->wt = (int)(tag & 7);
-    switch (f->wt) {
-    case 0:
-        return s_varint(r, 10, &f->v) == 0 ? 1 : -1;
-    case 1:
-    case 5: {
-        size_t k = f->wt == 1 ? 8 : 4;
-        if ((size_t)(r->end - r->p) < k)
-            return -1;
-        f->v = 0;
-        memcpy(&f->v, r->p, k); /* little-endian host */
-        r->p += k;
-        return 1;
-    }
-    case 2: {
-        uint64_t len;
-        if (s_varint(r, 5, &len) != 0 || len > INT_MAX || len > (uint64_t)(r->end - r->p))
-            return -1;
-        f->data = r->p;
-        f->len = (size_t)len;
-        r->p += len;
-        return 1;
-    }
-    default:
-        return -1; /* groups and undefined wire types */
-    }
-}
-
 int sl__jobwire_envelope(const uint8_t *p, size_t len, uint64_t *corr, const uint8_t **body,
                          size_t *body_len)
 {
-    s_rd_t r = {p, p + len};
-    s_field_t f;
+    sl__pb_rd_t r = {p, p + len};
+    sl__pb_field_t f;
     int kind = SL__JW_OTHER, rc;
     *corr = 0;
-    while ((rc = s_next(&r, &f)) > 0) {
+    while ((rc = sl__pb_next(&r, &f)) > 0) {
         if (f.num == 1) {
             if (f.wt != SL__PB_VARINT)
                 return SL__JW_OTHER;
@@ -104,10 +34,10 @@ int sl__jobwire_envelope(const uint8_t *p, size_t len, uint64_t *corr, const uin
 /* A map<string, string> entry: key 1 and value 2, both strings. */
 static int s_map_entry(const uint8_t *p, size_t len)
 {
-    s_rd_t r = {p, p + len};
-    s_field_t f;
+    sl__pb_rd_t r = {p, p + len};
+    sl__pb_field_t f;
     int rc;
-    while ((rc = s_next(&r, &f)) > 0)
+    while ((rc = sl__pb_next(&r, &f)) > 0)
         if ((f.num == 1 || f.num == 2) && f.wt != SL__PB_LEN)
             return -1;
     return rc;
@@ -116,10 +46,10 @@ static int s_map_entry(const uint8_t *p, size_t len)
 int sl__jobwire_job(const uint8_t *p, size_t len, sl__jobview_t *v)
 {
     memset(v, 0, sizeof *v);
-    s_rd_t r = {p, p + len};
-    s_field_t f;
+    sl__pb_rd_t r = {p, p + len};
+    sl__pb_field_t f;
     int rc;
-    while ((rc = s_next(&r, &f)) > 0) {
+    while ((rc = sl__pb_next(&r, &f)) > 0) {
         /* Wire type each known field must have: 2 for 1-4 and 11-14, 0
          * for 5-10. */
         if (f.num >= 1 && f.num <= 14) {
@@ -151,11 +81,11 @@ int sl__jobwire_job(const uint8_t *p, size_t len, sl__jobview_t *v)
 
 long sl__jobwire_publish(const uint8_t *p, size_t len, const uint8_t **jobs, size_t *lens)
 {
-    s_rd_t r = {p, p + len};
-    s_field_t f;
+    sl__pb_rd_t r = {p, p + len};
+    sl__pb_field_t f;
     long n = 0;
     int rc;
-    while ((rc = s_next(&r, &f)) > 0) {
+    while ((rc = sl__pb_next(&r, &f)) > 0) {
         if (f.num != 1)
             continue;
         if (f.wt != SL__PB_LEN)
@@ -172,12 +102,12 @@ long sl__jobwire_publish(const uint8_t *p, size_t len, const uint8_t **jobs, siz
 /* One Lease message into l: 0, or -1 (also for a job id not 16 bytes). */
 static int s_lease(const uint8_t *p, size_t len, sl__jobwire_lease_t *l)
 {
-    s_rd_t r = {p, p + len};
-    s_field_t f;
+    sl__pb_rd_t r = {p, p + len};
+    sl__pb_field_t f;
     int rc;
     size_t id_len = 0;
     memset(l, 0, sizeof *l);
-    while ((rc = s_next(&r, &f)) > 0) {
+    while ((rc = sl__pb_next(&r, &f)) > 0) {
         if (f.num >= 1 && f.num <= 4 && f.wt != (f.num == 1 ? SL__PB_LEN : SL__PB_VARINT))
             return -1;
         switch (f.num) {
@@ -197,21 +127,21 @@ static int s_lease(const uint8_t *p, size_t len, sl__jobwire_lease_t *l)
 
 long sl__jobwire_ack(const uint8_t *p, size_t len, sl__jobwire_lease_t *out)
 {
-    s_rd_t r = {p, p + len};
-    s_field_t f;
+    sl__pb_rd_t r = {p, p + len};
+    sl__pb_field_t f;
     long n = 0;
     int rc;
-    while ((rc = s_next(&r, &f)) > 0) {
+    while ((rc = sl__pb_next(&r, &f)) > 0) {
         if (f.num != 1)
             continue;
         if (f.wt != SL__PB_LEN)
             return -1;
         /* AckItem: lease 1 (exactly once: twice would merge), result 2. */
-        s_rd_t ir = {f.data, f.data + f.len};
-        s_field_t g;
+        sl__pb_rd_t ir = {f.data, f.data + f.len};
+        sl__pb_field_t g;
         int irc, leases = 0;
         sl__jobwire_lease_t l;
-        while ((irc = s_next(&ir, &g)) > 0) {
+        while ((irc = sl__pb_next(&ir, &g)) > 0) {
             if ((g.num == 1 || g.num == 2) && g.wt != SL__PB_LEN)
                 return -1;
             if (g.num == 1 && (leases++ || s_lease(g.data, g.len, &l) != 0))

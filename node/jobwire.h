@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sluice/pbwire.h" /* the field reader and writer */
+
 /* What the node reads of one encoded sluice.v1.Job. Pointers are borrowed
  * from the scanned bytes. A field given twice takes its last value, as in
  * protobuf. */
@@ -65,49 +67,5 @@ int sl__jobwire_job(const uint8_t *p, size_t len, sl__jobview_t *v);
  * protobuf-c should judge. With out non-NULL (room for the count) the
  * leases go there. */
 long sl__jobwire_ack(const uint8_t *p, size_t len, sl__jobwire_lease_t *out);
-
-/* --- writing -------------------------------------------------------------- */
-
-#define SL__PB_VARINT 0
-#define SL__PB_LEN 2
-
-static inline size_t sl__pb_varint_size(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static inline uint8_t *sl__pb_put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-/* A tag of a field number below 16: one byte. */
-static inline uint8_t *sl__pb_put_tag(uint8_t *p, uint32_t field, int wire_type)
-{
-    return sl__pb_put_varint(p, (uint64_t)field << 3 | (uint64_t)wire_type);
-}
-
-/* Bytes of a length-delimited field of number `field` holding len bytes. */
-static inline size_t sl__pb_len_size(uint32_t field, size_t len)
-{
-    return sl__pb_varint_size((uint64_t)field << 3) + sl__pb_varint_size(len) + len;
-}
-
-/* Tag and length of a length-delimited field; the caller writes the len
- * bytes after it. */
-static inline uint8_t *sl__pb_put_len(uint8_t *p, uint32_t field, size_t len)
-{
-    return sl__pb_put_varint(sl__pb_put_tag(p, field, SL__PB_LEN), len);
-}
 
 #endif

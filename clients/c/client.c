@@ -75,8 +75,7 @@ static void s_free(sl_client_t *c)
     sl_chan_destroy(&c->cmds);
     sl__req_table_release(c);
     free(c->ack_pending);
-    free(c->ack_items);
-    free(c->ack_leases);
+    free(c->ack_buf);
     free(c->endpoint);
     free(c->consumer_id);
     pthread_mutex_destroy(&c->lock);
@@ -207,8 +206,14 @@ int sl__client_peer_interval_ms(sl_client_t *c)
 }
 
 /* Answer a command the I/O thread never saw. */
-static void s_cmd_abandon(sl__cmd_t *cmd)
+static void s_cmd_abandon(void *v)
 {
+    if ((uintptr_t)v & SL__CMD_TAG_ACK) { /* an acked delivery */
+        sl__delivery_t *d = (sl__delivery_t *)((uintptr_t)v & ~SL__CMD_TAG_ACK);
+        sl__delivery_free(&d);
+        return;
+    }
+    sl__cmd_t *cmd = v;
     switch (cmd->kind) {
     case SL__CMD_REQ:
         sl__req_complete_error(cmd->req, SL_ECLOSED, 0, NULL);

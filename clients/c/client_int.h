@@ -28,6 +28,7 @@
 #include "sluice/id.h"
 #include "sluice/chan.h"
 #include "sluice/client.h"
+#include "sluice/pbwire.h"
 
 #define SL__CLIENT_HB_DEFAULT_MS 1000
 #define SL__CLIENT_FRAME_DEFAULT (1u << 20)
@@ -90,14 +91,32 @@ typedef struct {
 } sl__lease_t;
 
 /* A delivery as the user sees it (pub) plus what the client needs. One
- * allocation holds the strings, headers and payload after the struct. */
-typedef struct {
+ * allocation holds the strings, headers and payload after the struct.
+ * Acked, it travels to the I/O thread as the command itself (tagged
+ * pointer, see SL__CMD_TAG_ACK), which frees it there. */
+typedef struct sl__delivery sl__delivery_t;
+struct sl__delivery {
     sl_delivery_t pub;          /* first: sl_delivery_t * casts to this     */
     sl__sub_t *sub;
     sl__lease_t lease;
+    sl__delivery_t *next;       /* io: a consume subscription's waiting list */
     char error[SL__ERR_TEXT_MAX];/* sl_delivery_set_error                   */
     uint32_t magic;             /* catches a double ack or a foreign pointer */
-} sl__delivery_t;
+};
+
+/* What one Delivery of a Deliver envelope says, scanned in place (pointers
+ * into the envelope's bytes). */
+typedef struct {
+    const uint8_t *job;         /* the Job's bytes (headers are read again) */
+    size_t job_len;
+    bool has_job, has_lease;
+    const uint8_t *id, *queue, *payload, *ikey, *bkey, *lerr, *lease_job_id;
+    size_t id_len, queue_len, payload_len, ikey_len, bkey_len, lerr_len, lease_job_id_len;
+    uint32_t priority, attempt, max_attempts;
+    int64_t created_ms, deadline_ms;
+    size_t n_headers, headers_size; /* entries; their key and value bytes + 2 */
+    sl__lease_t lease;          /* job_id: the lease's, else the job's     */
+} sl__dview_t;
 
 #define SL__DELIVERY_MAGIC 0x5d311e7u
 
@@ -106,7 +125,8 @@ typedef struct {
 struct sl__sub {
     sl_client_t *client;
     char queue[SL_QUEUE_NAME_MAX + 1];
-    uint32_t window;            /* credit / concurrency                     */
+    uint32_t window;            /* credit: concurrency + prefetch           */
+    uint32_t concurrency;       /* consume: handlers at once (io after SUB) */
     sl_chan_t *out;             /* subscribe: deliveries; NULL for consume  */
     bool out_shared;            /* out is a cluster subscription's, fed by
                                    several nodes: never closed here         */
@@ -121,6 +141,9 @@ struct sl__sub {
     bool draining;              /* stopped: Unsubscribe when running is 0   */
     bool sent;                  /* Subscribe sent                           */
     uint32_t running;           /* delivered, not yet acked or failed       */
+    uint32_t handlers;          /* consume: handlers started, not yet ended */
+    sl__delivery_t *wait_head;  /* consume: prefetched, waiting for a free  */
+    sl__delivery_t *wait_tail;  /*   handler, oldest first                  */
     uint32_t granted;           /* credit the node may still spend          */
     uint32_t credit_pending;    /* earned back, sent at the next flush      */
     sl_chan_t *idle;            /* unsubscribe waits: closed when running 0 */
@@ -140,6 +163,10 @@ enum {
     SL__CMD_RESUB               /* sub: new window and member epoch         */
 };
 
+/* An ack needs no command of its own: the delivery goes on `cmds` with
+ * this bit set in its pointer (deliveries are malloc'd, so aligned). */
+#define SL__CMD_TAG_ACK ((uintptr_t)1)
+
 typedef struct {
     int kind;
     sl__req_t *req;             /* REQ                                      */
@@ -151,7 +178,8 @@ typedef struct {
     uint8_t *buf;               /* SEND: owned                              */
     size_t len;
     uint64_t corr;              /* CANCEL                                   */
-    uint32_t window;            /* RESUB                                    */
+    uint32_t window;            /* RESUB: credit                            */
+    uint32_t concurrency;       /* RESUB                                    */
     uint64_t member_epoch;      /* RESUB                                    */
 } sl__cmd_t;
 
@@ -201,9 +229,9 @@ struct sl_client {
 
     /* io: ack batch */
     sl__lease_t *ack_pending;
-    Sluice__V1__AckItem *ack_items;
-    Sluice__V1__Lease *ack_leases;
     size_t ack_n, ack_cap;
+    uint8_t *ack_buf;           /* the Ack envelope, written by hand        */
+    size_t ack_buf_cap;
 
     /* readable by anyone */
     struct {
@@ -237,14 +265,29 @@ void *sl__io_main(void *arg);
 int sl__err_from_node(int code);
 
 /* delivery.c */
-sl__delivery_t *sl__delivery_new(sl__sub_t *sub, const Sluice__V1__Delivery *pb);
+/* A Deliver envelope of len bytes: 1 with its body's bytes in *body, or 0
+ * if it is another kind or not one the scanner takes (protobuf-c's then). */
+int sl__deliver_envelope(const uint8_t *p, size_t len, sl__pb_rd_t *body);
+/* The next Delivery of a Deliver body into v: 1, 0 at the end, -1 if the
+ * body is malformed or gives a delivery's job or lease twice. v->has_job
+ * and v->has_lease say what the delivery held. */
+int sl__deliver_next(sl__pb_rd_t *body, sl__dview_t *v);
+/* The delivery v describes, for sub: one allocation (NULL: no memory). */
+sl__delivery_t *sl__delivery_new(sl__sub_t *sub, const sl__dview_t *v);
 void sl__delivery_free(sl__delivery_t **d_p);
 /* d if it is a delivery of *self_p's (in cluster mode, of one of its node
  * clients: *self_p becomes that client, which holds the lease); else NULL. */
 sl__delivery_t *sl__delivery_owned(sl_client_t **self_p, sl_delivery_t *d);
-/* Hand a delivery to its subscription (I/O thread): onto the channel, or
- * to a new handler. SL_OK, or an error with d still owned by the caller. */
+/* Hand a delivery to its subscription (I/O thread): onto the channel, to a
+ * new handler, or onto the waiting list when `concurrency` handlers run.
+ * SL_OK, or an error with d still owned by the caller. */
 int sl__delivery_dispatch(sl__delivery_t *d);
+/* Start d's consume handler now (I/O thread): SL_OK, or an error with d
+ * still owned by the caller. */
+int sl__delivery_start(sl__delivery_t *d);
+/* The oldest delivery waiting for a handler of s, taken off its list
+ * (caller owns), or NULL. I/O thread. */
+sl__delivery_t *sl__delivery_waiting(sl__sub_t *s);
 
 /* client.c */
 int sl__client_cmd(sl_client_t *c, sl__cmd_t *cmd);
@@ -277,10 +320,12 @@ int sl__client_cancel(sl_client_t *c, uint64_t corr);
  * with fn) is shared, never closed by c; c keeps a reference. Returns the
  * subscription (owned by c until destroy) or NULL with *err. */
 sl__sub_t *sl__client_sub_start(sl_client_t *c, const char *queue, uint32_t window,
-                                sl_chan_t *out, sl_handler_fn fn, void *arg, int flags,
-                                uint64_t member_epoch, int *err);
-/* Subscribe s again with a new window and member epoch. */
-int sl__client_sub_update(sl_client_t *c, sl__sub_t *s, uint32_t window, uint64_t member_epoch);
+                                uint32_t prefetch, sl_chan_t *out, sl_handler_fn fn, void *arg,
+                                int flags, uint64_t member_epoch, int *err);
+/* Subscribe s again with a new window (concurrency), prefetch and member
+ * epoch. */
+int sl__client_sub_update(sl_client_t *c, sl__sub_t *s, uint32_t window, uint32_t prefetch,
+                          uint64_t member_epoch);
 /* Stop the subscription to queue (as sl_client_unsubscribe) without
  * waiting: the promise (caller owns) gets an int status once the
  * deliveries have ended. NULL with *err (SL_ENOTFOUND, ...). */
@@ -301,8 +346,9 @@ int sl__cluster_wait_connected(sl_client_t *c, int64_t deadline);
 void sl__cluster_counters(sl_client_t *c, sl_client_counters_t *out);
 sl_chan_t *sl__cluster_publish_async(sl_client_t *c, const sl_job_t *jobs, size_t n,
                                      int64_t deadline, int *err);
-int sl__cluster_subscribe(sl_client_t *c, const char *queue, uint32_t window, sl_chan_t *out,
-                          sl_handler_fn fn, void *arg, int flags);
+int sl__cluster_subscribe(sl_client_t *c, const char *queue, uint32_t window,
+                          uint32_t prefetch, sl_chan_t *out, sl_handler_fn fn, void *arg,
+                          int flags);
 int sl__cluster_unsubscribe(sl_client_t *c, const char *queue, int64_t deadline);
 int sl__cluster_admin(sl_client_t *c, sl_admin_op_t op, const char *queue,
                       sl_admin_reply_t *reply, int64_t deadline);

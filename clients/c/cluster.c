@@ -498,8 +498,9 @@ static int s_call(sl__cluster_t *cl, sl__ev_call_t *call, void **reply)
     return rc == SL_OK ? SL_OK : SL_ECLOSED;
 }
 
-int sl__cluster_subscribe(sl_client_t *c, const char *queue, uint32_t window, sl_chan_t *out,
-                          sl_handler_fn fn, void *arg, int flags)
+int sl__cluster_subscribe(sl_client_t *c, const char *queue, uint32_t window,
+                          uint32_t prefetch, sl_chan_t *out, sl_handler_fn fn, void *arg,
+                          int flags)
 {
     sl__ev_call_t *call = calloc(1, sizeof *call);
     if (!call)
@@ -507,6 +508,7 @@ int sl__cluster_subscribe(sl_client_t *c, const char *queue, uint32_t window, sl
     call->hdr.kind = SL__EV_SUB;
     snprintf(call->queue, sizeof call->queue, "%s", queue);
     call->window = window;
+    call->prefetch = prefetch;
     call->out = out ? sl_chan_ref(out) : NULL;
     call->fn = fn;
     call->arg = arg;

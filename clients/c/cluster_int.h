@@ -49,6 +49,7 @@ typedef struct {
     sl__ev_t hdr;
     char queue[SL_QUEUE_NAME_MAX + 1];
     uint32_t window;
+    uint32_t prefetch;          /* SUB, consume                             */
     sl_chan_t *out;             /* SUB, subscribe: a reference; else NULL   */
     sl_handler_fn fn;
     void *arg;

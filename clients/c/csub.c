@@ -19,6 +19,7 @@ typedef struct {
     sl__cnode_t *node;
     sl__sub_t *sub;             /* owned by the node's client               */
     uint32_t credit;
+    uint32_t prefetch;
     uint64_t member_epoch;
     bool stale;                 /* refused: subscribe again on the next one */
 } s_assigned_t;
@@ -26,6 +27,7 @@ typedef struct {
 struct sl__csub {
     char queue[SL_QUEUE_NAME_MAX + 1];
     uint32_t concurrency;
+    uint32_t prefetch;          /* consume: shared out like the concurrency */
     sl_chan_t *out;             /* subscribe: the user's channel; else NULL */
     sl_handler_fn fn;
     void *arg;
@@ -108,34 +110,37 @@ static void s_let_go(sl__csub_t *s, s_assigned_t *a)
     s->dones[s->ndones++] = done;
 }
 
-/* Credit on a node: its share (in 1/1000) of the concurrency, at least 1;
- * with no shares given, an even split. */
-static uint32_t s_credit(const sl__csub_t *s, uint32_t share, size_t nnodes)
+/* A node's share (in 1/1000) of v, at least min; with no shares given, an
+ * even split. */
+static uint32_t s_share(uint32_t v, uint32_t share, size_t nnodes, uint32_t min)
 {
-    uint64_t c = share ? (uint64_t)s->concurrency * share / 1000
-                       : s->concurrency / (nnodes ? nnodes : 1);
-    return c > 0 ? (uint32_t)c : 1;
+    uint64_t c = share ? (uint64_t)v * share / 1000 : v / (nnodes ? nnodes : 1);
+    return c > min ? (uint32_t)c : min;
 }
 
-/* Follow s's new assignment onto the node n with credit. */
-static void s_follow(sl__cluster_t *cl, sl__csub_t *s, s_assigned_t *a, uint32_t credit)
+/* Follow s's new assignment onto the node n with credit (its share of the
+ * concurrency) and its share of the prefetch. */
+static void s_follow(sl__cluster_t *cl, sl__csub_t *s, s_assigned_t *a, uint32_t credit,
+                     uint32_t prefetch)
 {
     sl__cnode_t *n = a->node;
-    if (a->sub && !a->stale && a->credit == credit && a->member_epoch == n->member_epoch)
+    if (a->sub && !a->stale && a->credit == credit && a->prefetch == prefetch &&
+        a->member_epoch == n->member_epoch)
         return;
     a->credit = credit;
+    a->prefetch = prefetch;
     a->member_epoch = n->member_epoch;
     a->stale = false;
     if (a->sub) {
-        sl__client_sub_update(n->client, a->sub, credit, n->member_epoch);
+        sl__client_sub_update(n->client, a->sub, credit, prefetch, n->member_epoch);
         return;
     }
     sl_client_t *c = sl__cluster_node_client(cl, n);
     if (!c)
         return; /* a bad endpoint: that node's jobs wait for another consumer */
     int err = SL_OK;
-    a->sub = sl__client_sub_start(c, s->queue, credit, s->out, s->fn, s->arg, s->flags,
-                                  n->member_epoch, &err);
+    a->sub = sl__client_sub_start(c, s->queue, credit, prefetch, s->out, s->fn, s->arg,
+                                  s->flags, n->member_epoch, &err);
 }
 
 void sl__csub_on_assignment(sl__cluster_t *cl, const Sluice__V1__Assignment *asg)
@@ -164,7 +169,8 @@ void sl__csub_on_assignment(sl__cluster_t *cl, const Sluice__V1__Assignment *asg
                 as[k] = s->as[j];
                 s->as[j].sub = NULL;
             }
-        s_follow(cl, s, &as[k], s_credit(s, ref->share, asg->n_nodes));
+        s_follow(cl, s, &as[k], s_share(s->concurrency, ref->share, asg->n_nodes, 1),
+                 s_share(s->prefetch, ref->share, asg->n_nodes, 0));
         k++;
     }
     for (size_t j = 0; j < s->nas; j++)
@@ -222,6 +228,7 @@ void sl__csub_on_sub(sl__cluster_t *cl, sl__ev_call_t *call)
     }
     snprintf(s->queue, sizeof s->queue, "%s", call->queue);
     s->concurrency = call->window;
+    s->prefetch = call->prefetch;
     s->out = call->out;
     call->out = NULL;
     s->fn = call->fn;

@@ -1,88 +1,236 @@
-/* delivery.c -- deliveries: a copy of a delivered job in one allocation,
- * handed either to a subscription's channel or to a consume handler (a
- * coroutine or a blocking-pool task) that acks or fails it on return. */
+/* delivery.c -- deliveries: Deliver envelopes scanned in place (no
+ * protobuf-c tree), a copy of each delivered job in one allocation, handed
+ * either to a subscription's channel or to a consume handler (a coroutine
+ * or a blocking-pool task) that acks or fails it on return. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "client_int.h"
+#include "sluice/pbwire.h"
 #include "sluice/sched.h"
 
-static size_t s_str_size(const char *s)
+/* --- scanning Deliver envelopes in place -------------------------------- */
+
+/* Field numbers: proto/sluice.proto. */
+enum { S_ENV_CORR = 1, S_ENV_DELIVER = 15, S_BODY_FIRST = 10, S_BODY_LAST = 30 };
+
+int sl__deliver_envelope(const uint8_t *p, size_t len, sl__pb_rd_t *body)
 {
-    return (s ? strlen(s) : 0) + 1;
+    sl__pb_rd_t r = {p, p + len};
+    sl__pb_field_t f;
+    int rc;
+    bool found = false;
+    while ((rc = sl__pb_next(&r, &f)) > 0) {
+        if (f.num == S_ENV_CORR) {
+            if (f.wt != SL__PB_VARINT)
+                return 0;
+        } else if (f.num >= S_BODY_FIRST && f.num <= S_BODY_LAST) {
+            /* Another kind, or a Deliver given twice (protobuf-c merges). */
+            if (f.num != S_ENV_DELIVER || f.wt != SL__PB_LEN || found)
+                return 0;
+            found = true;
+            body->p = f.data;
+            body->end = f.data + f.len;
+        }
+    }
+    return rc == 0 && found;
 }
 
-/* Copy s into the arena at *p; returns the copy. */
-static const char *s_put_str(char **p, const char *s)
+/* A map<string, string> entry: key 1 and value 2 (the last of each). */
+static int s_map_entry(const uint8_t *p, size_t len, sl__pb_field_t *key, sl__pb_field_t *val)
 {
-    size_t n = s ? strlen(s) : 0;
+    sl__pb_rd_t r = {p, p + len};
+    sl__pb_field_t f;
+    int rc;
+    key->len = val->len = 0;
+    while ((rc = sl__pb_next(&r, &f)) > 0) {
+        if (f.num != 1 && f.num != 2)
+            continue;
+        if (f.wt != SL__PB_LEN)
+            return -1;
+        *(f.num == 1 ? key : val) = f;
+    }
+    return rc;
+}
+
+/* One Job into v: 0, or -1 where protobuf-c would refuse it. */
+static int s_job(const uint8_t *p, size_t len, sl__dview_t *v)
+{
+    sl__pb_rd_t r = {p, p + len};
+    sl__pb_field_t f, k, val;
+    int rc;
+    while ((rc = sl__pb_next(&r, &f)) > 0) {
+        if (f.num >= 1 && f.num <= 14) {
+            int want = f.num >= 5 && f.num <= 10 ? SL__PB_VARINT : SL__PB_LEN;
+            if (f.wt != want)
+                return -1;
+        }
+        switch (f.num) {
+        case 1: v->id = f.data; v->id_len = f.len; break;
+        case 2: v->queue = f.data; v->queue_len = f.len; break;
+        case 3: v->payload = f.data; v->payload_len = f.len; break;
+        case 4:
+            if (s_map_entry(f.data, f.len, &k, &val) != 0)
+                return -1;
+            v->n_headers++;
+            v->headers_size += k.len + val.len + 2;
+            break;
+        case 5: v->priority = (uint32_t)f.v; break;
+        case 6: v->attempt = (uint32_t)f.v; break;
+        case 7: v->max_attempts = (uint32_t)f.v; break;
+        case 8: v->created_ms = (int64_t)f.v; break;
+        case 10: v->deadline_ms = (int64_t)f.v; break;
+        case 11: v->ikey = f.data; v->ikey_len = f.len; break;
+        case 13: v->bkey = f.data; v->bkey_len = f.len; break;
+        case 14: v->lerr = f.data; v->lerr_len = f.len; break;
+        default: break; /* not_before_ms, trace_id, unknown fields */
+        }
+    }
+    return rc;
+}
+
+/* One Lease into v: 0 or -1. */
+static int s_lease(const uint8_t *p, size_t len, sl__dview_t *v)
+{
+    sl__pb_rd_t r = {p, p + len};
+    sl__pb_field_t f;
+    int rc;
+    while ((rc = sl__pb_next(&r, &f)) > 0) {
+        if (f.num >= 1 && f.num <= 4 && f.wt != (f.num == 1 ? SL__PB_LEN : SL__PB_VARINT))
+            return -1;
+        switch (f.num) {
+        case 1: v->lease_job_id = f.data; v->lease_job_id_len = f.len; break;
+        case 2: v->lease.lease_id = f.v; break;
+        case 3: v->lease.epoch = f.v; break;
+        case 4: v->lease.expires_ms = (int64_t)f.v; break;
+        default: break;
+        }
+    }
+    return rc;
+}
+
+int sl__deliver_next(sl__pb_rd_t *r, sl__dview_t *v)
+{
+    sl__pb_field_t f;
+    int rc;
+    while ((rc = sl__pb_next(r, &f)) > 0) {
+        if (f.num != 1)
+            continue;
+        if (f.wt != SL__PB_LEN)
+            return -1;
+        memset(v, 0, sizeof *v);
+        sl__pb_rd_t dr = {f.data, f.data + f.len};
+        sl__pb_field_t g;
+        int drc;
+        while ((drc = sl__pb_next(&dr, &g)) > 0) {
+            if (g.num != 1 && g.num != 2)
+                continue;
+            /* Given twice, protobuf-c would merge the two: not taken here. */
+            if (g.wt != SL__PB_LEN || (g.num == 1 ? v->has_job : v->has_lease))
+                return -1;
+            if (g.num == 1) {
+                v->has_job = true;
+                v->job = g.data;
+                v->job_len = g.len;
+                if (s_job(g.data, g.len, v) != 0)
+                    return -1;
+            } else {
+                v->has_lease = true;
+                if (s_lease(g.data, g.len, v) != 0)
+                    return -1;
+            }
+        }
+        if (drc < 0)
+            return -1;
+        /* The lease names its job; failing that, the job's own id. */
+        const uint8_t *jid = v->lease_job_id_len == SL_ID_LEN ? v->lease_job_id
+                             : v->id_len == SL_ID_LEN        ? v->id
+                                                             : NULL;
+        if (jid)
+            memcpy(v->lease.job_id, jid, SL_ID_LEN);
+        return 1;
+    }
+    return rc;
+}
+
+/* --- deliveries ----------------------------------------------------------- */
+
+/* Copy len bytes into the arena at *p as a string; returns the copy. */
+static const char *s_put_str(char **p, const uint8_t *s, size_t len)
+{
     char *dst = *p;
-    if (n)
-        memcpy(dst, s, n);
-    dst[n] = '\0';
-    *p += n + 1;
+    if (len)
+        memcpy(dst, s, len);
+    dst[len] = '\0';
+    *p += len + 1;
     return dst;
 }
 
-sl__delivery_t *sl__delivery_new(sl__sub_t *sub, const Sluice__V1__Delivery *pb)
+sl__delivery_t *sl__delivery_new(sl__sub_t *sub, const sl__dview_t *v)
 {
-    const Sluice__V1__Job *j = pb->job;
-    const Sluice__V1__Lease *l = pb->lease;
     size_t size = sizeof(sl__delivery_t);
-    size += j->n_headers * sizeof(sl_header_t);
+    size += v->n_headers * sizeof(sl_header_t);
     size += SL_ID_LEN;
-    size += s_str_size(j->queue) + s_str_size(j->idempotency_key) +
-            s_str_size(j->breaker_key) + s_str_size(j->last_error);
-    for (size_t i = 0; i < j->n_headers; i++)
-        size += s_str_size(j->headers[i]->key) + s_str_size(j->headers[i]->value);
-    size += j->payload.len + 1; /* NUL after the payload: handy for text */
+    size += v->queue_len + v->ikey_len + v->bkey_len + v->lerr_len + 4;
+    size += v->headers_size;
+    size += v->payload_len + 1; /* NUL after the payload: handy for text */
 
-    sl__delivery_t *d = calloc(1, size);
+    sl__delivery_t *d = malloc(size);
     if (!d)
         return NULL;
-    d->magic = SL__DELIVERY_MAGIC;
     d->sub = sub;
+    d->error[0] = '\0';
+    d->magic = SL__DELIVERY_MAGIC;
+    d->next = NULL;
     char *p = (char *)(d + 1);
     sl_header_t *hdrs = (sl_header_t *)p;
-    p += j->n_headers * sizeof(sl_header_t);
+    p += v->n_headers * sizeof(sl_header_t);
 
     uint8_t *id = (uint8_t *)p;
-    if (j->id.len == SL_ID_LEN)
-        memcpy(id, j->id.data, SL_ID_LEN);
+    if (v->id_len == SL_ID_LEN)
+        memcpy(id, v->id, SL_ID_LEN);
+    else
+        memset(id, 0, SL_ID_LEN);
     p += SL_ID_LEN;
 
     sl_delivery_t *o = &d->pub;
+    memset(o, 0, sizeof *o);
     o->id = id;
-    o->queue = s_put_str(&p, j->queue);
-    o->idempotency_key = s_put_str(&p, j->idempotency_key);
-    o->breaker_key = s_put_str(&p, j->breaker_key);
-    o->last_error = s_put_str(&p, j->last_error);
-    for (size_t i = 0; i < j->n_headers; i++) {
-        hdrs[i].key = s_put_str(&p, j->headers[i]->key);
-        hdrs[i].value = s_put_str(&p, j->headers[i]->value);
+    o->queue = s_put_str(&p, v->queue, v->queue_len);
+    o->idempotency_key = s_put_str(&p, v->ikey, v->ikey_len);
+    o->breaker_key = s_put_str(&p, v->bkey, v->bkey_len);
+    o->last_error = s_put_str(&p, v->lerr, v->lerr_len);
+    if (v->n_headers) {
+        /* Read the entries again from the job's bytes, which the scan has
+         * found sound. */
+        sl__pb_rd_t r = {v->job, v->job + v->job_len};
+        sl__pb_field_t f, k, val;
+        size_t i = 0;
+        while (i < v->n_headers && sl__pb_next(&r, &f) > 0) {
+            if (f.num != 4)
+                continue;
+            s_map_entry(f.data, f.len, &k, &val);
+            hdrs[i].key = s_put_str(&p, k.data, k.len);
+            hdrs[i].value = s_put_str(&p, val.data, val.len);
+            i++;
+        }
+        o->headers = hdrs;
+        o->n_headers = v->n_headers;
     }
-    o->headers = j->n_headers ? hdrs : NULL;
-    o->n_headers = j->n_headers;
-    if (j->payload.len)
-        memcpy(p, j->payload.data, j->payload.len);
-    p[j->payload.len] = '\0';
+    if (v->payload_len)
+        memcpy(p, v->payload, v->payload_len);
+    p[v->payload_len] = '\0';
     o->payload = p;
-    o->payload_len = j->payload.len;
-    o->priority = j->priority;
-    o->attempt = j->attempt;
-    o->max_attempts = j->max_attempts;
-    o->created_ms = j->created_ms;
-    o->deadline_ms = j->deadline_ms;
-    o->lease_expires_ms = l->expires_ms;
+    o->payload_len = v->payload_len;
+    o->priority = v->priority;
+    o->attempt = v->attempt;
+    o->max_attempts = v->max_attempts;
+    o->created_ms = v->created_ms;
+    o->deadline_ms = v->deadline_ms;
+    o->lease_expires_ms = v->lease.expires_ms;
 
-    if (l->job_id.len == SL_ID_LEN)
-        memcpy(d->lease.job_id, l->job_id.data, SL_ID_LEN);
-    else
-        memcpy(d->lease.job_id, id, SL_ID_LEN);
-    d->lease.lease_id = l->lease_id;
-    d->lease.epoch = l->epoch;
-    d->lease.expires_ms = l->expires_ms;
+    d->lease = v->lease;
     return d;
 }
 
@@ -140,6 +288,24 @@ static void *s_run_handler(void *arg)
     return NULL;
 }
 
+/* Run d's handler: a coroutine, or a blocking-pool task. */
+int sl__delivery_start(sl__delivery_t *d)
+{
+    sl__sub_t *s = d->sub;
+    if (s->flags & SL_CONSUME_BLOCKING) {
+        sl_chan_t *done = sl_thread(s_run_handler, d);
+        if (!done)
+            return SL_ENOMEM;
+        sl_chan_destroy(&done); /* the pool keeps its own reference */
+    } else {
+        int err = SL_OK;
+        if (!sl_go_ex(s_run_handler, d, 0, 0, &err))
+            return err ? err : SL_ENOMEM;
+    }
+    s->handlers++;
+    return SL_OK;
+}
+
 int sl__delivery_dispatch(sl__delivery_t *d)
 {
     sl__sub_t *s = d->sub;
@@ -150,15 +316,27 @@ int sl__delivery_dispatch(sl__delivery_t *d)
         int rc = sl_offer(s->out, d);
         return rc == SL_OK ? SL_OK : SL_ELIMIT;
     }
-    if (s->flags & SL_CONSUME_BLOCKING) {
-        sl_chan_t *done = sl_thread(s_run_handler, d);
-        if (!done)
-            return SL_ENOMEM;
-        sl_chan_destroy(&done); /* the pool keeps its own reference */
+    if (s->handlers >= s->concurrency) {
+        /* Prefetched: waits for a handler to end (its lease ticking). */
+        d->next = NULL;
+        if (s->wait_tail)
+            s->wait_tail->next = d;
+        else
+            s->wait_head = d;
+        s->wait_tail = d;
         return SL_OK;
     }
-    int err = SL_OK;
-    if (!sl_go_ex(s_run_handler, d, 0, 0, &err))
-        return err ? err : SL_ENOMEM;
-    return SL_OK;
+    return sl__delivery_start(d);
+}
+
+sl__delivery_t *sl__delivery_waiting(sl__sub_t *s)
+{
+    sl__delivery_t *d = s->wait_head;
+    if (!d)
+        return NULL;
+    s->wait_head = d->next;
+    if (!s->wait_head)
+        s->wait_tail = NULL;
+    d->next = NULL;
+    return d;
 }

@@ -122,6 +122,14 @@ static void s_send_fail(sl_client_t *c, const Sluice__V1__Lease *lease, bool ret
     s_send_env(c, &env);
 }
 
+static void s_send_fail_lease(sl_client_t *c, const sl__lease_t *l, bool retryable,
+                              const char *error)
+{
+    Sluice__V1__Lease pb;
+    s_lease_to_pb(l, &pb);
+    s_send_fail(c, &pb, retryable, error);
+}
+
 static void s_send_subscribe(sl_client_t *c, sl__sub_t *s)
 {
     uint32_t credit = s->running < s->window ? s->window - s->running : 0;
@@ -160,35 +168,66 @@ static sl__sub_t *s_subs(sl_client_t *c)
     return head;
 }
 
+/* Lease{job_id, lease_id, epoch, expires_ms} as protobuf-c writes it
+ * (zero scalars left out): its size, and with p non-NULL its bytes. */
+static size_t s_lease_bytes(const sl__lease_t *l, uint8_t *p)
+{
+    uint64_t v[3] = {l->lease_id, l->epoch, (uint64_t)l->expires_ms};
+    size_t k = sl__pb_len_size(1, SL_ID_LEN);
+    for (int i = 0; i < 3; i++)
+        if (v[i])
+            k += 1 + sl__pb_varint_size(v[i]);
+    if (p) {
+        p = sl__pb_put_len(p, 1, SL_ID_LEN);
+        memcpy(p, l->job_id, SL_ID_LEN);
+        p += SL_ID_LEN;
+        for (int i = 0; i < 3; i++)
+            if (v[i])
+                p = sl__pb_put_varint(sl__pb_put_tag(p, (uint32_t)i + 2, SL__PB_VARINT), v[i]);
+    }
+    return k;
+}
+
+/* Envelope{ack: Ack{items: AckItem{lease}...}} of leases l[0..n), written
+ * by hand into c->ack_buf: its length, or 0 without memory. */
+static size_t s_ack_encode(sl_client_t *c, const sl__lease_t *l, size_t n)
+{
+    size_t body = 0;
+    for (size_t i = 0; i < n; i++)
+        body += sl__pb_len_size(1, sl__pb_len_size(1, s_lease_bytes(&l[i], NULL)));
+    size_t len = sl__pb_len_size(16, body);
+    if (len > c->ack_buf_cap) {
+        uint8_t *b = realloc(c->ack_buf, len);
+        if (!b)
+            return 0;
+        c->ack_buf = b;
+        c->ack_buf_cap = len;
+    }
+    uint8_t *p = sl__pb_put_len(c->ack_buf, 16, body);
+    for (size_t i = 0; i < n; i++) {
+        size_t lk = s_lease_bytes(&l[i], NULL);
+        p = sl__pb_put_len(p, 1, sl__pb_len_size(1, lk));
+        p = sl__pb_put_len(p, 1, lk);
+        p += s_lease_bytes(&l[i], p);
+    }
+    return len;
+}
+
 /* Send the batched acks. Before anything that could make the node drop
  * those leases (Unsubscribe) and at the end of every wake-up. */
 static void s_flush_acks(sl_client_t *c)
 {
-    if (c->ack_n > 0) {
-        Sluice__V1__AckItem *ptrs[SL__CLIENT_BATCH];
-        size_t done = 0;
-        while (done < c->ack_n) {
-            size_t k = c->ack_n - done;
-            if (k > SL__CLIENT_BATCH)
-                k = SL__CLIENT_BATCH;
-            for (size_t i = 0; i < k; i++) {
-                Sluice__V1__AckItem *it = &c->ack_items[done + i];
-                sluice__v1__ack_item__init(it);
-                s_lease_to_pb(&c->ack_pending[done + i], &c->ack_leases[done + i]);
-                it->lease = &c->ack_leases[done + i];
-                ptrs[i] = it;
-            }
-            Sluice__V1__Ack ack = SLUICE__V1__ACK__INIT;
-            ack.n_items = k;
-            ack.items = ptrs;
-            env_t env = SLUICE__V1__ENVELOPE__INIT;
-            env.body_case = SLUICE__V1__ENVELOPE__BODY_ACK;
-            env.ack = &ack;
-            s_send_env(c, &env);
-            done += k;
-        }
-        c->ack_n = 0;
+    for (size_t done = 0; done < c->ack_n;) {
+        size_t k = c->ack_n - done;
+        if (k > SL__CLIENT_BATCH)
+            k = SL__CLIENT_BATCH;
+        size_t len = s_ack_encode(c, &c->ack_pending[done], k);
+        if (len)
+            s_send_bytes(c, c->ack_buf, len);
+        /* else: no memory; the leases expire and the jobs come again */
+        done += k;
     }
+    c->ack_n = 0;
 }
 
 /* Send the batched acks, then the credit earned since the last flush. */
@@ -217,14 +256,6 @@ static int s_ack_push(sl_client_t *c, const sl__lease_t *l)
         if (!p)
             return SL_ENOMEM;
         c->ack_pending = p;
-        Sluice__V1__AckItem *it = realloc(c->ack_items, cap * sizeof *it);
-        if (!it)
-            return SL_ENOMEM;
-        c->ack_items = it;
-        Sluice__V1__Lease *ls = realloc(c->ack_leases, cap * sizeof *ls);
-        if (!ls)
-            return SL_ENOMEM;
-        c->ack_leases = ls;
         c->ack_cap = cap;
     }
     c->ack_pending[c->ack_n++] = *l;
@@ -279,6 +310,43 @@ static void s_job_done(sl_client_t *c, sl__sub_t *s)
     s_sub_idle_check(c, s);
 }
 
+/* A delivery of s ended by its holder (ack, fail, or a handler giving up):
+ * a consume handler is free, so the oldest prefetched delivery starts. */
+static void s_settled(sl_client_t *c, sl__sub_t *s)
+{
+    if (!s->out) {
+        if (s->handlers > 0)
+            s->handlers--;
+        sl__delivery_t *d;
+        while (s->handlers < s->concurrency && (d = sl__delivery_waiting(s))) {
+            if (sl__delivery_start(d) == SL_OK)
+                continue;
+            s_send_fail_lease(c, &d->lease, true, "consumer cannot start a handler");
+            sl__delivery_free(&d);
+            if (s->running > 0)
+                s->running--; /* credit comes back with the s_job_done below */
+        }
+    }
+    s_job_done(c, s);
+}
+
+/* Give back the deliveries of s still waiting for a handler: they never
+ * started, and the subscription is stopping. */
+static void s_drop_waiting(sl_client_t *c, sl__sub_t *s)
+{
+    sl__delivery_t *d;
+    bool any = false;
+    while ((d = sl__delivery_waiting(s))) {
+        s_send_fail_lease(c, &d->lease, true, "consumer unsubscribed");
+        sl__delivery_free(&d);
+        if (s->running > 0)
+            s->running--;
+        any = true;
+    }
+    if (any)
+        s_sub_idle_check(c, s);
+}
+
 /* The subscription deliveries of queue belong to: live, or stopping and
  * still owed the jobs that crossed its credit-0 Subscribe. */
 static sl__sub_t *s_sub_for(sl_client_t *c, const char *queue)
@@ -311,6 +379,7 @@ static void s_sub_stop(sl_client_t *c, sl__sub_t *s)
     }
     if (s->out && !s->out_shared)
         sl_chan_close(s->out);
+    s_drop_waiting(c, s);
 }
 
 /* --- sessions -------------------------------------------------------- */
@@ -533,35 +602,72 @@ static void s_on_error(sl_client_t *c, uint64_t corr, Sluice__V1__Error *e)
     sl__req_complete_error(r, sl__err_from_node(e->code), e->code, e->text);
 }
 
-static void s_on_deliver(sl_client_t *c, Sluice__V1__Deliver *dv)
+/* A queue name as bytes (from a scanned envelope) against a sub's. */
+static sl__sub_t *s_sub_for_bytes(sl_client_t *c, const uint8_t *q, size_t len)
 {
-    for (size_t i = 0; i < dv->n_deliveries; i++) {
-        const Sluice__V1__Delivery *pb = dv->deliveries[i];
-        if (!pb->job || !pb->lease || !pb->job->queue) {
-            atomic_fetch_add(&c->ctr.bad_messages, 1);
-            continue;
-        }
-        atomic_fetch_add(&c->ctr.delivered, 1);
-        sl__sub_t *s = s_sub_for(c, pb->job->queue);
-        if (!s) {
-            /* Crossed our Unsubscribe: give it straight back. */
-            s_send_fail(c, pb->lease, true, "consumer unsubscribed");
-            continue;
-        }
-        if (s->granted > 0)
-            s->granted--;
-        s->running++;
-        sl__delivery_t *d = sl__delivery_new(s, pb);
-        int rc = d ? sl__delivery_dispatch(d) : SL_ENOMEM;
-        if (rc != SL_OK) {
-            s_send_fail(c, pb->lease, true,
-                        rc == SL_ENOMEM   ? "consumer out of memory"
-                        : s->out          ? "consumer stopped or its window is full"
-                                          : "consumer cannot start a handler");
-            sl__delivery_free(&d);
-            s_job_done(c, s);
-        }
+    char name[SL_QUEUE_NAME_MAX + 1];
+    if (len > SL_QUEUE_NAME_MAX || memchr(q, '\0', len))
+        return NULL; /* no queue of ours has that name */
+    memcpy(name, q, len);
+    name[len] = '\0';
+    return s_sub_for(c, name);
+}
+
+/* Deliveries whose scan is kept between the check and the hand-out (a
+ * node sends at most 64 per envelope; more are scanned again). */
+#define S_VIEWS 64
+
+/* One delivery: to its subscription, or back to the node. */
+static void s_take_delivery(sl_client_t *c, const sl__dview_t *v, sl__sub_t **s_p)
+{
+    if (!v->has_job || !v->has_lease) {
+        atomic_fetch_add(&c->ctr.bad_messages, 1);
+        return;
     }
+    atomic_fetch_add(&c->ctr.delivered, 1);
+    sl__sub_t *s = *s_p; /* the last one found: batches are of one queue */
+    if (!s || !(s->live || s->draining) || strlen(s->queue) != v->queue_len ||
+        memcmp(s->queue, v->queue, v->queue_len) != 0)
+        *s_p = s = s_sub_for_bytes(c, v->queue, v->queue_len);
+    if (!s) {
+        /* Crossed our Unsubscribe: give it straight back. */
+        s_send_fail_lease(c, &v->lease, true, "consumer unsubscribed");
+        return;
+    }
+    if (s->granted > 0)
+        s->granted--;
+    s->running++;
+    sl__delivery_t *d = sl__delivery_new(s, v);
+    int rc = d ? sl__delivery_dispatch(d) : SL_ENOMEM;
+    if (rc != SL_OK) {
+        s_send_fail_lease(c, &v->lease, true,
+                          rc == SL_ENOMEM ? "consumer out of memory"
+                          : s->out        ? "consumer stopped or its window is full"
+                                          : "consumer cannot start a handler");
+        sl__delivery_free(&d);
+        s_job_done(c, s);
+    }
+}
+
+/* A Deliver envelope's body, scanned in place: the whole body is checked
+ * first, so a malformed one is dropped whole, as protobuf-c would. */
+static int s_on_deliver(sl_client_t *c, const sl__pb_rd_t *body)
+{
+    sl__dview_t views[S_VIEWS], extra;
+    sl__pb_rd_t r = *body, rest = *body;
+    size_t n = 0;
+    int rc;
+    while ((rc = sl__deliver_next(&r, n < S_VIEWS ? &views[n] : &extra)) > 0)
+        if (++n == S_VIEWS)
+            rest = r; /* where the deliveries not kept begin */
+    if (rc < 0)
+        return SL_EPROTO;
+    sl__sub_t *s = NULL;
+    for (size_t i = 0; i < n && i < S_VIEWS; i++)
+        s_take_delivery(c, &views[i], &s);
+    while (n > S_VIEWS && sl__deliver_next(&rest, &extra) > 0)
+        s_take_delivery(c, &extra, &s);
+    return SL_OK;
 }
 
 static void s_on_env(sl_client_t *c, env_t *env)
@@ -578,7 +684,9 @@ static void s_on_env(sl_client_t *c, env_t *env)
         s_on_confirm(c, env->corr, env->confirm);
         break;
     case SLUICE__V1__ENVELOPE__BODY_DELIVER:
-        s_on_deliver(c, env->deliver);
+        /* One the scanner refused (a delivery's job or lease given twice,
+         * which protobuf-c merges): a node never sends that. */
+        atomic_fetch_add(&c->ctr.bad_messages, 1);
         break;
     case SLUICE__V1__ENVELOPE__BODY_LEASE_REPLY:
         s_on_lease_reply(c, env->corr, env->lease_reply);
@@ -603,22 +711,37 @@ static void s_on_env(sl_client_t *c, env_t *env)
     }
 }
 
+/* One envelope frame: Deliver scanned in place, the rest through
+ * protobuf-c. */
+static int s_decode(const void *data, size_t size, void *arg)
+{
+    sl_client_t *c = arg;
+    s_alive(c); /* any message is a sign of life, even a bad one */
+    sl__pb_rd_t body;
+    if (sl__deliver_envelope(data, size, &body))
+        return s_on_deliver(c, &body);
+    env_t *env = NULL;
+    int rc = sl_wire_unpack(data, size, &env);
+    if (rc != SL_OK)
+        return rc;
+    s_on_env(c, env);
+    sl_wire_env_free(&env);
+    return SL_OK;
+}
+
 static void s_recv_all(sl_client_t *c)
 {
     for (int i = 0; i < SL__CLIENT_BATCH; i++) {
         sl_wire_msg_t m;
-        int rc = sl_wire_try_recv(c->sock, false, c->max_frame, &m);
-        if (rc == SL_EAGAIN || rc == SL_ECLOSED || rc == SL_EINVAL || rc == SL_ESYS) {
-            sl_wire_msg_release(&m);
-            return;
-        }
-        atomic_fetch_add(&c->ctr.received, 1);
-        s_alive(c); /* any message is a sign of life, even a bad one */
-        if (rc == SL_OK)
-            s_on_env(c, m.env);
-        else
-            atomic_fetch_add(&c->ctr.bad_messages, 1);
+        int rc = sl_wire_try_recv_with(c->sock, false, c->max_frame, &m, s_decode, c);
         sl_wire_msg_release(&m);
+        if (rc == SL_EAGAIN || rc == SL_ECLOSED || rc == SL_EINVAL || rc == SL_ESYS)
+            return;
+        atomic_fetch_add(&c->ctr.received, 1);
+        if (rc != SL_OK) {
+            s_alive(c);
+            atomic_fetch_add(&c->ctr.bad_messages, 1);
+        }
     }
 }
 
@@ -643,22 +766,14 @@ static void s_on_cmd(sl_client_t *c, sl__cmd_t *cmd)
         s_send_bytes(c, r->buf, r->len);
         break;
     }
-    case SL__CMD_ACK:
-        if (s_ack_push(c, &cmd->lease) != SL_OK) {
-            /* Cannot batch it: the lease will expire and the job be
-             * delivered again, which at-least-once allows. */
-        }
-        s_job_done(c, s);
+    case SL__CMD_ACK: /* acks come as tagged deliveries (s_on_ack) */
         break;
-    case SL__CMD_FAIL: {
-        Sluice__V1__Lease pb;
-        s_lease_to_pb(&cmd->lease, &pb);
-        s_send_fail(c, &pb, cmd->retryable, cmd->error);
-        s_job_done(c, s);
+    case SL__CMD_FAIL:
+        s_send_fail_lease(c, &cmd->lease, cmd->retryable, cmd->error);
+        s_settled(c, s);
         break;
-    }
     case SL__CMD_DONE:
-        s_job_done(c, s);
+        s_settled(c, s);
         break;
     case SL__CMD_SUB:
         if (c->stopping) {
@@ -668,6 +783,7 @@ static void s_on_cmd(sl_client_t *c, sl__cmd_t *cmd)
         }
         s->live = true;
         s->running = 0;
+        s->handlers = 0;
         s_send_subscribe(c, s);
         break;
     case SL__CMD_UNSUB:
@@ -698,6 +814,7 @@ static void s_on_cmd(sl_client_t *c, sl__cmd_t *cmd)
     }
     case SL__CMD_RESUB:
         s->window = cmd->window;
+        s->concurrency = cmd->concurrency;
         s->member_epoch = cmd->member_epoch;
         if (s->live)
             s_send_subscribe(c, s); /* credit: the new window less running */
@@ -708,6 +825,17 @@ static void s_on_cmd(sl_client_t *c, sl__cmd_t *cmd)
             s_sub_stop(c, t);
         break;
     }
+}
+
+/* An acked delivery, handed over as the command itself. */
+static void s_on_ack(sl_client_t *c, sl__delivery_t *d)
+{
+    /* Should batching fail (no memory), the lease expires and the job is
+     * delivered again, which at-least-once allows. */
+    (void)s_ack_push(c, &d->lease);
+    sl__sub_t *s = d->sub;
+    sl__delivery_free(&d);
+    s_settled(c, s);
 }
 
 static void s_drain_cmds(sl_client_t *c)
@@ -723,6 +851,10 @@ static void s_drain_cmds(sl_client_t *c)
         }
         if (rc != SL_OK)
             return;
+        if ((uintptr_t)v & SL__CMD_TAG_ACK) {
+            s_on_ack(c, (sl__delivery_t *)((uintptr_t)v & ~SL__CMD_TAG_ACK));
+            continue;
+        }
         sl__cmd_t *cmd = v;
         s_on_cmd(c, cmd);
         if (cmd != &c->stop_cmd) {
@@ -828,6 +960,7 @@ void *sl__io_main(void *arg)
         if (s->out && !s->out_shared)
             sl_chan_close(s->out);
         s->live = false;
+        s_drop_waiting(c, s);
         s->running = 0; /* deliveries still held by the user go stale */
         s_sub_idle_check(c, s);
     }

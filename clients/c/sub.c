@@ -9,7 +9,10 @@
 
 #include "client_int.h"
 
-static sl__sub_t *s_sub_start(sl_client_t *c, const char *queue, uint32_t window, int *err)
+/* A new subscription: window (credit) = concurrency + prefetch; a
+ * consume subscription runs `concurrency` handlers at once. */
+static sl__sub_t *s_sub_start(sl_client_t *c, const char *queue, uint32_t concurrency,
+                              uint32_t prefetch, int *err)
 {
     sl__sub_t *s = calloc(1, sizeof *s);
     if (!s) {
@@ -18,7 +21,8 @@ static sl__sub_t *s_sub_start(sl_client_t *c, const char *queue, uint32_t window
     }
     s->client = c;
     snprintf(s->queue, sizeof s->queue, "%s", queue);
-    s->window = window;
+    s->window = concurrency + prefetch;
+    s->concurrency = concurrency;
     *err = SL_OK;
     return s;
 }
@@ -81,11 +85,11 @@ sl_chan_t *sl_client_subscribe(sl_client_t *self, const char *queue, uint32_t cr
     if (rc == SL_OK && !(out = s_out_new(credit, self->cluster != NULL)))
         rc = SL_ENOMEM;
     if (rc == SL_OK && self->cluster) {
-        rc = sl__cluster_subscribe(self, queue, credit, out, NULL, NULL, 0);
+        rc = sl__cluster_subscribe(self, queue, credit, 0, out, NULL, NULL, 0);
         if (rc == SL_OK)
             return out;
     } else if (rc == SL_OK) {
-        sl__sub_t *s = s_sub_start(self, queue, credit, &rc);
+        sl__sub_t *s = s_sub_start(self, queue, credit, 0, &rc);
         if (s) {
             s->out = sl_chan_ref(out);
             rc = s_sub_register(self, s);
@@ -106,14 +110,25 @@ sl_chan_t *sl_client_subscribe(sl_client_t *self, const char *queue, uint32_t cr
 int sl_client_consume(sl_client_t *self, const char *queue, uint32_t concurrency,
                       sl_handler_fn fn, void *arg, int flags)
 {
+    sl_consume_opts_t o = {.concurrency = concurrency, .flags = flags};
+    return sl_client_consume_ex(self, queue, &o, fn, arg);
+}
+
+int sl_client_consume_ex(sl_client_t *self, const char *queue, const sl_consume_opts_t *opts,
+                         sl_handler_fn fn, void *arg)
+{
+    if (!opts)
+        return SL_EINVAL;
+    uint32_t concurrency = opts->concurrency, prefetch = opts->prefetch;
+    int flags = opts->flags;
     int rc = s_sub_args(self, queue, concurrency);
     if (rc != SL_OK)
         return rc;
-    if (!fn || (flags & ~SL_CONSUME_BLOCKING))
+    if (!fn || (flags & ~SL_CONSUME_BLOCKING) || prefetch > UINT32_MAX - concurrency)
         return SL_EINVAL;
     if (self->cluster)
-        return sl__cluster_subscribe(self, queue, concurrency, NULL, fn, arg, flags);
-    sl__sub_t *s = s_sub_start(self, queue, concurrency, &rc);
+        return sl__cluster_subscribe(self, queue, concurrency, prefetch, NULL, fn, arg, flags);
+    sl__sub_t *s = s_sub_start(self, queue, concurrency, prefetch, &rc);
     if (!s)
         return rc;
     s->fn = fn;
@@ -126,10 +141,10 @@ int sl_client_consume(sl_client_t *self, const char *queue, uint32_t concurrency
 }
 
 sl__sub_t *sl__client_sub_start(sl_client_t *c, const char *queue, uint32_t window,
-                                sl_chan_t *out, sl_handler_fn fn, void *arg, int flags,
-                                uint64_t member_epoch, int *err)
+                                uint32_t prefetch, sl_chan_t *out, sl_handler_fn fn, void *arg,
+                                int flags, uint64_t member_epoch, int *err)
 {
-    sl__sub_t *s = s_sub_start(c, queue, window, err);
+    sl__sub_t *s = s_sub_start(c, queue, window, prefetch, err);
     if (!s)
         return NULL;
     if (out) {
@@ -148,13 +163,15 @@ sl__sub_t *sl__client_sub_start(sl_client_t *c, const char *queue, uint32_t wind
     return *err == SL_OK ? s : NULL;
 }
 
-int sl__client_sub_update(sl_client_t *c, sl__sub_t *s, uint32_t window, uint64_t member_epoch)
+int sl__client_sub_update(sl_client_t *c, sl__sub_t *s, uint32_t window, uint32_t prefetch,
+                          uint64_t member_epoch)
 {
     sl__cmd_t *cmd = sl__cmd_new(SL__CMD_RESUB);
     if (!cmd)
         return SL_ENOMEM;
     cmd->sub = s;
-    cmd->window = window;
+    cmd->window = window + prefetch;
+    cmd->concurrency = window;
     cmd->member_epoch = member_epoch;
     int rc = sl__client_cmd(c, cmd);
     if (rc != SL_OK)
@@ -221,7 +238,8 @@ int sl_client_unsubscribe(sl_client_t *self, const char *queue, int64_t deadline
     return sl__client_unsub_wait(&done, deadline);
 }
 
-/* Ack or fail: the lease goes to the I/O thread, the delivery is freed. */
+/* Ack or fail: the lease goes to the I/O thread, the delivery is freed
+ * (an acked one there). */
 static int s_settle(sl_client_t *self, sl_delivery_t **d_p, int kind, bool retryable,
                     const char *error)
 {
@@ -230,6 +248,16 @@ static int s_settle(sl_client_t *self, sl_delivery_t **d_p, int kind, bool retry
     sl__delivery_t *d = sl__delivery_owned(&self, *d_p);
     if (!d)
         return SL_EINVAL;
+    *d_p = NULL;
+    if (kind == SL__CMD_ACK) {
+        /* The delivery itself is the command: the I/O thread takes its
+         * lease and frees it. */
+        d->magic = 0;
+        int rc = sl__client_cmd(self, (sl__cmd_t *)((uintptr_t)d | SL__CMD_TAG_ACK));
+        if (rc != SL_OK)
+            sl__delivery_free(&d);
+        return rc;
+    }
     sl__cmd_t *cmd = sl__cmd_new(kind);
     int rc = SL_ENOMEM;
     if (cmd) {
@@ -245,7 +273,6 @@ static int s_settle(sl_client_t *self, sl_delivery_t **d_p, int kind, bool retry
         }
     }
     sl__delivery_free(&d);
-    *d_p = NULL;
     return rc;
 }
 

@@ -299,6 +299,28 @@ enum {
 int sl_client_consume(sl_client_t *self, const char *queue, uint32_t concurrency,
                       sl_handler_fn fn, void *arg, int flags);
 
+/* Options of sl_client_consume_ex. */
+typedef struct {
+    uint32_t concurrency;     /* handlers running at once; >= 1            */
+    uint32_t prefetch;        /* deliveries the client may hold beyond
+                                 those, waiting for a handler to end (the
+                                 window is concurrency + prefetch), so the
+                                 next job is at hand when one ends. Their
+                                 leases run while they wait: keep
+                                 prefetch x handler time well inside the
+                                 lease. 0 = none (sl_client_consume)       */
+    int flags;                /* SL_CONSUME_BLOCKING                       */
+} sl_consume_opts_t;
+
+/* sl_client_consume with a prefetch: never more than opts->concurrency
+ * handlers run at once, and up to opts->prefetch more deliveries wait in
+ * the client, oldest first. On unsubscribe or destroy, deliveries still
+ * waiting are given back to the node (a retryable fail, "consumer
+ * unsubscribed") without running. In cluster mode the prefetch is shared
+ * out across nodes like the concurrency. Returns as sl_client_consume. */
+int sl_client_consume_ex(sl_client_t *self, const char *queue, const sl_consume_opts_t *opts,
+                         sl_handler_fn fn, void *arg);
+
 /* Record why a handler is about to fail the job (copied; at most 255
  * bytes kept). Without it the failure text is "handler returned N". */
 void sl_delivery_set_error(sl_delivery_t *d, const char *error);
