@@ -229,30 +229,9 @@ static int s_handler(sl_client_t *client, sl_delivery_t *d, void *arg)
     return SL_JOB_ACK;
 }
 
-/* A worker coroutine of a prefetching consumer: take, run, ack. */
-typedef struct {
-    sl_client_t *client;
-    sl_chan_t *deliveries;
-} s_worker_t;
-
-static void *s_worker(void *arg)
-{
-    s_worker_t *w = arg;
-    void *v;
-    while (sl_take(w->deliveries, &v) == SL_OK) {
-        sl_delivery_t *d = v;
-        if (s_sleep_ms > 0)
-            sl_sleep_ms(s_sleep_ms);
-        sl_client_ack(w->client, &d);
-    }
-    return NULL;
-}
-
-/* role-consumer COORD CONCURRENCY SLEEP_MS PREFETCH: consume QUEUE until
- * killed. PREFETCH 0: sl_client_consume handlers (credit = concurrency);
- * otherwise a subscription with credit concurrency + PREFETCH feeding
- * CONCURRENCY worker coroutines, so the next job is already here when a
- * worker finishes one. */
+/* role-consumer COORD CONCURRENCY SLEEP_MS PREFETCH: consume QUEUE with
+ * sl_client_consume_ex handlers until killed. Credit is concurrency +
+ * prefetch, so the next job is already here when a handler finishes. */
 static int s_role_consumer(int argc, char **argv)
 {
     BENCH_CHECK(argc == 6, "role-consumer COORD CONCURRENCY SLEEP_MS PREFETCH");
@@ -263,20 +242,8 @@ static int s_role_consumer(int argc, char **argv)
     sl_sched_opts_t so = {.workers = conc < 8 ? 1 : 0};
     SL_CHECK(sl_sched_start(&so));
     sl_client_t *c = s_client_at(NULL, argv[2]);
-    if (prefetch == 0) {
-        SL_CHECK(sl_client_consume(c, QUEUE, conc, s_handler, NULL, 0));
-    } else {
-        int err = 0;
-        static s_worker_t w;
-        w.client = c;
-        w.deliveries = sl_client_subscribe(c, QUEUE, conc + prefetch, &err);
-        BENCH_CHECK(w.deliveries, "subscribe: %s", sl_err_name(err));
-        for (uint32_t i = 0; i < conc; i++) {
-            sl_chan_t *done = sl_go_ex(s_worker, &w, SL_GO_SPREAD, 1, NULL);
-            BENCH_CHECK(done, "sl_go_ex failed");
-            sl_chan_destroy(&done);
-        }
-    }
+    sl_consume_opts_t co = {.concurrency = conc, .prefetch = prefetch};
+    SL_CHECK(sl_client_consume_ex(c, QUEUE, &co, s_handler, NULL));
     printf("ready\n");
     fflush(stdout);
     for (;;)
