@@ -24,6 +24,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +56,9 @@ struct sl__worker {
     sl__task_t *head, *tail;    /* local run queue (owner thread only)      */
     int budget;                 /* direct switches before visiting the loop */
     int spin;                   /* idle spin length now, see SL__SPIN_MAX   */
+    struct sl__ltimer **lt;     /* deadlines of this worker's parked
+                                   coroutines: a binary min-heap, owner only */
+    size_t nlt, lt_cap;
     _Atomic uint64_t switches;  /* written by owner only (relaxed)          */
 
     sl__lock_t inbox_lock;      /* inbox: pushed by other threads           */
@@ -392,6 +396,94 @@ static void s_thread_wait(sl__tpark_t *tp, sl__park_t *p, int64_t deadline)
     atomic_store(&tp->state, 0);
 }
 
+/* --- deadlines of parked coroutines ------------------------------------ */
+
+/* A coroutine that parks with a deadline (sl_sleep_ms, sl_take_until, ...)
+ * puts it in its own worker's heap: coroutines never migrate, so only the
+ * owner thread touches it, and the worker fires it itself -- from its loop,
+ * or by sleeping in the futex no longer than the earliest deadline --
+ * instead of a round trip through the timer thread. */
+typedef struct sl__ltimer {
+    int64_t when;
+    sl__park_t *p;
+    size_t idx;                 /* in w->lt; SIZE_MAX once fired or removed */
+} sl__ltimer_t;
+
+static void s_lt_set(sl__worker_t *w, size_t i, sl__ltimer_t *t)
+{
+    w->lt[i] = t;
+    t->idx = i;
+}
+
+static void s_lt_up(sl__worker_t *w, size_t i)
+{
+    sl__ltimer_t *t = w->lt[i];
+    while (i > 0 && w->lt[(i - 1) / 2]->when > t->when) {
+        s_lt_set(w, i, w->lt[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    s_lt_set(w, i, t);
+}
+
+static void s_lt_down(sl__worker_t *w, size_t i)
+{
+    sl__ltimer_t *t = w->lt[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= w->nlt)
+            break;
+        if (c + 1 < w->nlt && w->lt[c + 1]->when < w->lt[c]->when)
+            c++;
+        if (w->lt[c]->when >= t->when)
+            break;
+        s_lt_set(w, i, w->lt[c]);
+        i = c;
+    }
+    s_lt_set(w, i, t);
+}
+
+static bool s_lt_push(sl__worker_t *w, sl__ltimer_t *t)
+{
+    if (w->nlt == w->lt_cap) {
+        size_t cap = w->lt_cap ? w->lt_cap * 2 : 64;
+        sl__ltimer_t **lt = realloc(w->lt, cap * sizeof *lt);
+        if (!lt)
+            return false;
+        w->lt = lt;
+        w->lt_cap = cap;
+    }
+    w->lt[w->nlt++] = t;
+    s_lt_up(w, w->nlt - 1);
+    return true;
+}
+
+static void s_lt_remove(sl__worker_t *w, sl__ltimer_t *t)
+{
+    size_t i = t->idx;
+    t->idx = SIZE_MAX;
+    sl__ltimer_t *last = w->lt[--w->nlt];
+    if (i == w->nlt)
+        return;
+    s_lt_set(w, i, last);
+    s_lt_up(w, i);
+    s_lt_down(w, last->idx);
+}
+
+/* Fire every deadline that has passed. */
+static void s_lt_fire(sl__worker_t *w)
+{
+    int64_t now = sl_now();
+    while (w->nlt > 0 && w->lt[0]->when <= now) {
+        sl__ltimer_t *t = w->lt[0];
+        s_lt_remove(w, t);
+        if (sl__park_claim(t->p)) {
+            t->p->index = -1;
+            t->p->status = SL_ETIMEDOUT;
+            sl__unpark(t->p);
+        }
+    }
+}
+
 void sl__park_wait(sl__park_t *p, int64_t deadline)
 {
     if (p->wake_kind == SL__WAKE_THREAD) {
@@ -406,6 +498,14 @@ void sl__park_wait(sl__park_t *p, int64_t deadline)
     if (sl_now() >= deadline && sl__park_claim(p)) {
         p->index = -1;
         p->status = SL_ETIMEDOUT;
+        return;
+    }
+    sl__worker_t *w = s_worker;
+    sl__ltimer_t lt = {.when = deadline, .p = p};
+    if (w && co->worker == w && s_lt_push(w, &lt)) {
+        s_coro_park(co);
+        if (lt.idx != SIZE_MAX)
+            s_lt_remove(w, &lt);
         return;
     }
     sl__timer_t t = {.when = deadline, .fire = s_timeout_fire, .arg = p, .under_lock = true};
@@ -453,9 +553,11 @@ static void s_run(sl__worker_t *w, sl__task_t *t)
 
 static void s_idle(sl__worker_t *w)
 {
+    int64_t due = w->nlt ? w->lt[0]->when : INT64_MAX;
     for (int i = 0; i < w->spin; i++) {
         if (atomic_load_explicit(&w->in_count, memory_order_acquire) ||
-            atomic_load_explicit(&s_s.stopping, memory_order_relaxed)) {
+            atomic_load_explicit(&s_s.stopping, memory_order_relaxed) ||
+            ((i & 255) == 255 && sl_now() >= due)) {
             w->spin = w->spin * 2 < SL__SPIN_MAX ? w->spin * 2 : SL__SPIN_MAX;
             return;
         }
@@ -464,11 +566,15 @@ static void s_idle(sl__worker_t *w)
     w->spin = w->spin / 2 > SL__SPIN_MIN ? w->spin / 2 : SL__SPIN_MIN;
     /* Surplus spare stacks go back to the kernel only after a second of
      * idleness, a batch at a time, so bursts of spawns reuse them. */
-    bool surplus = atomic_load_explicit(&w->cache_n, memory_order_relaxed) > SL__STACK_CACHE;
+    bool surplus = atomic_load_explicit(&w->cache_n, memory_order_relaxed) > SL__STACK_CACHE &&
+                   w->nlt == 0;
+    int64_t until = surplus ? sl_now() + SL__TRIM_IDLE_NS : -1;
+    if (due != INT64_MAX)
+        until = due;
     atomic_store(&w->wake_word, 0);
     atomic_store(&w->sleeping, 1);
     if (!atomic_load(&w->in_count) && !atomic_load(&s_s.stopping))
-        sl__futex_wait(&w->wake_word, 0, surplus ? sl_now() + SL__TRIM_IDLE_NS : -1);
+        sl__futex_wait(&w->wake_word, 0, until);
     atomic_store(&w->sleeping, 0);
     if (surplus && !atomic_load(&w->in_count) && !atomic_load(&w->wake_word))
         while (s_trim(w) && !atomic_load(&w->in_count))
@@ -480,7 +586,11 @@ static void *s_worker_main(void *arg)
     sl__worker_t *w = arg;
     s_worker = w;
     sl__fiber_of_thread(&w->sched);
+    /* Deadlines are kept by this thread's futex waits: no 50 us slack. */
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     for (;;) {
+        if (w->nlt)
+            s_lt_fire(w);
         s_drain_inbox(w);
         sl__task_t *t = s_local_pop(w);
         if (t) {
@@ -604,6 +714,7 @@ int sl_sched_shutdown(int64_t timeout_ms)
             w->cache = co->next_free;
             sl__coro_unmap(co);
         }
+        free(w->lt); /* coroutines still parked at stop never resume */
     }
     free(s_s.workers);
     s_s.workers = NULL;
