@@ -866,10 +866,22 @@ static void s_count_running(const void *k, size_t len, void *val, void *arg)
     *(int *)arg += ((sl__queue_t *)val)->running ? 1 : 0;
 }
 
+/* Wall ms minus monotonic ms, from the two clocks read in ns: truncating
+ * each clock to ms separately would make the difference jitter by 1 ms. */
+static int64_t s_wall_offset(void)
+{
+    struct timespec w, m;
+    clock_gettime(CLOCK_REALTIME, &w);
+    clock_gettime(CLOCK_MONOTONIC, &m);
+    int64_t ns = ((int64_t)w.tv_sec - (int64_t)m.tv_sec) * 1000000000 + (w.tv_nsec - m.tv_nsec);
+    return ns / 1000000;
+}
+
 static void *s_engine_main(void *arg)
 {
     sl__node_t *n = arg;
     n->last_heartbeat = sl__mono_ms();
+    n->wall_off = s_wall_offset();
     sl__member_tick(n); /* the first status goes out at once */
     for (;;) {
         int64_t now = sl__mono_ms();
@@ -890,6 +902,7 @@ static void *s_engine_main(void *arg)
         s_run_timers(n);
         if (sl__mono_ms() - n->last_heartbeat >= n->o.heartbeat_ms) {
             n->last_heartbeat = sl__mono_ms();
+            n->wall_off = s_wall_offset();
             s_heartbeat(n);
             sl__member_tick(n);
         }

@@ -245,6 +245,9 @@ struct sl__node {
     uint64_t next_lease;
     uint64_t timer_seq;
     uint64_t rng;               /* xorshift state for backoff jitter      */
+    int64_t wall_off;           /* wall ms - monotonic ms, read once per
+                                   heartbeat: lease expiries reported in wall
+                                   time then never go back between touches */
     uint64_t waiting_total;
     uint64_t bad_messages;
     int64_t last_heartbeat;

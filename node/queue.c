@@ -715,7 +715,7 @@ static void s_fill_lease(sl__node_t *n, sl__job_t *j, Sluice__V1__Lease *l)
     l->job_id.len = 16;
     l->lease_id = j->lease_id;
     l->epoch = n->epoch;
-    l->expires_ms = sl_wall_ms() + (j->lease_expires - sl__mono_ms());
+    l->expires_ms = j->lease_expires + n->wall_off;
 }
 
 /* The fields the node set, appended to a job's bytes on delivery: their
@@ -792,7 +792,7 @@ static void s_send_batch(sl__node_t *n, sl__consumer_t *c, sl__job_t **jobs, siz
         return;
     }
     /* One clock reading per batch: every lease of it expires together. */
-    int64_t wall_off = sl_wall_ms() - sl__mono_ms();
+    int64_t wall_off = n->wall_off;
     size_t dsize[SL__BATCH_MAX], jsize[SL__BATCH_MAX], lsize[SL__BATCH_MAX];
     size_t body = 0;
     for (size_t i = 0; i < k; i++) {
