@@ -1,8 +1,8 @@
 /* timer.c -- one timer thread over a pairing heap of deadlines. */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <sys/prctl.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "timer.h"
