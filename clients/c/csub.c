@@ -110,11 +110,14 @@ static void s_let_go(sl__csub_t *s, s_assigned_t *a)
     s->dones[s->ndones++] = done;
 }
 
-/* A node's share (in 1/1000) of v, at least min; with no shares given, an
- * even split. */
-static uint32_t s_share(uint32_t v, uint32_t share, size_t nnodes, uint32_t min)
+/* Split v over nodes by weight: the part of the node whose weights before it
+ * add up to `before` and its own to `w`, out of `total`. Rounding the
+ * running sum makes the parts add up to v exactly (each within 1 of its
+ * exact share), so 5 handlers over 3 nodes stay 5 (2+2+1), not 3. At
+ * least min. */
+static uint32_t s_part(uint32_t v, uint64_t before, uint64_t w, uint64_t total, uint32_t min)
 {
-    uint64_t c = share ? (uint64_t)v * share / 1000 : v / (nnodes ? nnodes : 1);
+    uint64_t c = total ? v * (before + w) / total - v * before / total : 0;
     return c > min ? (uint32_t)c : min;
 }
 
@@ -154,9 +157,19 @@ void sl__csub_on_assignment(sl__cluster_t *cl, const Sluice__V1__Assignment *asg
     s_assigned_t *as = calloc(asg->n_nodes, sizeof *as);
     if (!as)
         return; /* the next ConsumerJoin asks again */
+    /* Weights: the coordinator's shares, or an even split without them. */
+    uint64_t total = 0, before = 0;
+    bool shares = false;
+    for (size_t i = 0; i < asg->n_nodes; i++)
+        shares |= asg->nodes[i]->share > 0;
+    for (size_t i = 0; i < asg->n_nodes; i++)
+        total += shares ? asg->nodes[i]->share : 1;
     size_t k = 0;
     for (size_t i = 0; i < asg->n_nodes; i++) {
         const Sluice__V1__NodeRef *ref = asg->nodes[i];
+        uint64_t w = shares ? ref->share : 1;
+        uint64_t b = before;
+        before += w;
         if (!ref->node_id || !*ref->node_id)
             continue;
         sl__cnode_t *n = sl__cluster_node(cl, ref->node_id, ref->endpoint, ref->member_epoch);
@@ -169,8 +182,8 @@ void sl__csub_on_assignment(sl__cluster_t *cl, const Sluice__V1__Assignment *asg
                 as[k] = s->as[j];
                 s->as[j].sub = NULL;
             }
-        s_follow(cl, s, &as[k], s_share(s->concurrency, ref->share, asg->n_nodes, 1),
-                 s_share(s->prefetch, ref->share, asg->n_nodes, 0));
+        s_follow(cl, s, &as[k], s_part(s->concurrency, b, w, total, 1),
+                 s_part(s->prefetch, b, w, total, 0));
         k++;
     }
     for (size_t j = 0; j < s->nas; j++)

@@ -3,8 +3,9 @@
  *   producer --pay.validate--> validate x1 --pay.process--> process (5 at once)
  *            --pay.notify--> notify --pay.done--> run (collects latencies)
  *
- * `payments run` starts a sluice-node and one worker process per stage,
- * publishes a stream of payments, shows a live progress line and prints a
+ * `payments run` starts a sluice-node and one worker process per stage (or,
+ * with --nodes N, a sluice-coordinator, N nodes registered with it and N
+ * worker processes per stage), publishes a stream of payments, shows a live progress line and prints a
  * summary. Invalid payments fail for good at validate; the processor
  * declines large payments (dead) and hits transient errors (retried with
  * backoff, dead when attempts run out). Each stage publishes the next step
@@ -34,7 +35,8 @@ typedef struct {
     char account[24];
 } payment_t;
 
-static const char *s_endpoint;
+static const char *s_endpoint;    /* a node, or with --coordinator unset */
+static const char *s_coordinator; /* the cluster's coordinator, or NULL  */
 static uint32_t s_fail_permille = 80; /* transient processor failures */
 
 static int64_t s_ms(void)
@@ -50,8 +52,10 @@ static int s_forward(sl_client_t *c, sl_delivery_t *d, const char *queue, const 
     char key[64];
     const payment_t *p = d->payload;
     snprintf(key, sizeof key, "%s-%" PRIu64, queue, p->id);
+    /* In a cluster the routing key sends every attempt of one step to the
+     * same node, where the idempotency key can catch a second one. */
     sl_job_t job = {.queue = queue, .payload = body, .payload_len = len,
-                    .idempotency_key = key, .max_attempts = 3};
+                    .idempotency_key = key, .routing_key = key, .max_attempts = 3};
     sl_confirm_t conf;
     int rc = sl_client_publish(c, &job, 1, &conf, sl_deadline_ms(30000));
     if (rc != SL_OK) {
@@ -130,7 +134,11 @@ static int s_worker(const char *stage)
     snprintf(queue, sizeof queue, "pay.%s", stage);
     uint32_t conc = !strcmp(stage, "process") ? 5 : 16;
     int err = 0;
-    sl_client_opts_t o = {.endpoint = s_endpoint, .consumer_id = stage};
+    /* Consumer ids name the stage; in a cluster each process needs its own. */
+    char id[64];
+    snprintf(id, sizeof id, "%s-%d", stage, (int)getpid());
+    sl_client_opts_t o = {.endpoint = s_endpoint, .coordinator = s_coordinator,
+                          .consumer_id = s_coordinator ? id : stage};
     sl_client_t *c = sl_client_new(&o, &err);
     if (!c) {
         fprintf(stderr, "payments %s: cannot connect: %s\n", stage, sl_strerror(err));
@@ -269,48 +277,107 @@ static uint64_t s_stat(sl_queue_stats_t *qs, size_t n, const char *name, int fie
     return 0;
 }
 
-static int s_run(const char *self, const char *node_bin, uint64_t count, uint64_t rate)
+/* Start a daemon that announces "listening <endpoint> ..." on stdout, and
+ * read that endpoint into ep (size 200). Returns its pid, or -1. */
+static pid_t s_daemon(char *const argv[], char *ep)
 {
-    /* 1. the node, on a free port, announced on its stdout */
     int pfd[2];
     if (pipe(pfd) != 0)
-        return 1;
-    char *nargv[] = {(char *)node_bin, "--endpoint", "tcp://127.0.0.1:0", "--lease", "5s",
-                     "--backoff-base", "20ms", "--backoff-max", "500ms", "--log-level", "warn",
-                     NULL};
-    pid_t node = s_spawn(nargv, pfd[1]);
+        return -1;
+    pid_t pid = s_spawn(argv, pfd[1]);
     close(pfd[1]);
-    FILE *nout = fdopen(pfd[0], "r");
-    char line[256], ep[200] = "";
+    FILE *out = fdopen(pfd[0], "r");
+    char line[256];
     bool up = false;
-    while (nout && !up && fgets(line, sizeof line, nout))
+    while (out && !up && fgets(line, sizeof line, out))
         up = sscanf(line, "listening %199s", ep) == 1;
+    if (out)
+        fclose(out); /* the daemon's later output goes nowhere */
     if (!up) {
-        fprintf(stderr, "payments: node did not start\n");
-        kill(node, SIGKILL);
-        return 1;
+        fprintf(stderr, "payments: %s did not start\n", argv[0]);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return -1;
     }
-    s_endpoint = ep;
-    printf("node %s (pid %d)\n", ep, (int)node);
+    return pid;
+}
 
-    /* 2. one worker process per stage */
-    const char *stages[] = {"validate", "process", "notify"};
-    pid_t workers[3];
-    for (int i = 0; i < 3; i++) {
-        char *wargv[] = {(char *)self, "worker", "--stage", (char *)stages[i], "--endpoint",
-                         ep, NULL};
-        workers[i] = s_spawn(wargv, -1);
+#define S_MAX_NODES 8
+
+static int s_run(const char *self, const char *node_bin, const char *coord_bin, uint64_t count,
+                 uint64_t rate, int nnodes)
+{
+    /* 1. one node on a free port; or a coordinator and nnodes nodes that
+     * register with it, every client then knowing only the coordinator */
+    pid_t coord = -1, nodes[S_MAX_NODES];
+    char coord_ep[200] = "", node_ep[S_MAX_NODES][200];
+    if (nnodes > 1) {
+        char *cargv[] = {(char *)coord_bin, "--endpoint", "tcp://127.0.0.1:0", "--log-level",
+                         "warn", NULL};
+        if ((coord = s_daemon(cargv, coord_ep)) < 0)
+            return 1;
+        s_coordinator = coord_ep;
+        printf("coordinator %s (pid %d)\n", coord_ep, (int)coord);
     }
+    for (int i = 0; i < nnodes; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "node%d", i + 1);
+        char *nargv[20] = {(char *)node_bin, "--endpoint", "tcp://127.0.0.1:0", "--lease", "5s",
+                           "--backoff-base", "20ms", "--backoff-max", "500ms", "--log-level",
+                           "warn", "--node-id", id};
+        if (nnodes > 1) {
+            nargv[13] = "--coordinator";
+            nargv[14] = coord_ep;
+        }
+        if ((nodes[i] = s_daemon(nargv, node_ep[i])) < 0) {
+            for (int k = 0; k < i; k++)
+                kill(nodes[k], SIGKILL);
+            if (coord > 0)
+                kill(coord, SIGKILL);
+            return 1;
+        }
+        printf("node %s (pid %d)\n", node_ep[i], (int)nodes[i]);
+    }
+    char *ep = node_ep[0];
+    s_endpoint = nnodes > 1 ? NULL : ep;
+
+    /* 2. one worker process per stage and node: consumers scale out with
+     * the nodes, and the coordinator gives each node its own */
+    const char *stages[] = {"validate", "process", "notify"};
+    pid_t workers[3 * S_MAX_NODES];
+    int nworkers = 0;
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < nnodes; k++) {
+            char *wargv[] = {(char *)self, "worker", "--stage", (char *)stages[i],
+                             nnodes > 1 ? "--coordinator" : "--endpoint",
+                             nnodes > 1 ? coord_ep : ep, NULL};
+            workers[nworkers++] = s_spawn(wargv, -1);
+        }
 
     /* 3. collect completions, publish, watch */
     int err = 0;
-    sl_client_opts_t o = {.endpoint = ep, .consumer_id = "run"};
+    sl_client_opts_t o = {.endpoint = s_endpoint, .coordinator = s_coordinator,
+                          .consumer_id = "run"};
     sl_client_t *c = sl_client_new(&o, &err);
     collector_t k = {.c = c, .want = count, .lat_us = calloc(count, sizeof(uint64_t))};
     if (!c || !k.lat_us || sl_client_wait_connected(c, sl_deadline_ms(5000)) != SL_OK ||
         sl_client_consume(c, "pay.done", 64, s_collect, &k, 0) != SL_OK) {
-        fprintf(stderr, "payments: cannot reach the node\n");
+        fprintf(stderr, "payments: cannot reach the %s\n", nnodes > 1 ? "cluster" : "node");
         return 1;
+    }
+    /* In a cluster, wait (up to 10 s) until the coordinator has assigned
+     * every stage's workers and the collector, so the first payments do
+     * not wait for assignments. */
+    for (int64_t end = s_ms() + 10000; nnodes > 1 && s_ms() < end; sl_sleep_ms(50)) {
+        sl_cluster_view_t view;
+        if (sl_client_cluster(c, &view, sl_deadline_ms(1000)) != SL_OK)
+            continue;
+        size_t ready = 0;
+        for (size_t i = 0; i < view.n_consumers; i++)
+            ready += view.consumers[i].n_nodes > 0;
+        sl_cluster_view_release(&view);
+        if (ready >= (size_t)(3 * nnodes + 1))
+            break;
     }
     printf("publishing %" PRIu64 " payments at %" PRIu64 "/s: validate -> process (5 at "
            "once) -> notify\n", count, rate);
@@ -383,13 +450,18 @@ static int s_run(const char *self, const char *node_bin, uint64_t count, uint64_
     /* 6. stop everything */
     sl_client_unsubscribe(c, "pay.done", sl_deadline_ms(2000));
     sl_client_destroy(&c);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < nworkers; i++)
         kill(workers[i], SIGTERM);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < nworkers; i++)
         waitpid(workers[i], NULL, 0);
-    kill(node, SIGTERM);
-    waitpid(node, NULL, 0);
-    fclose(nout);
+    for (int i = 0; i < nnodes; i++)
+        kill(nodes[i], SIGTERM);
+    for (int i = 0; i < nnodes; i++)
+        waitpid(nodes[i], NULL, 0);
+    if (coord > 0) {
+        kill(coord, SIGTERM);
+        waitpid(coord, NULL, 0);
+    }
     free(k.lat_us);
     return pa.rc == 0 && done + dead == count ? 0 : 1;
 }
@@ -397,8 +469,10 @@ static int s_run(const char *self, const char *node_bin, uint64_t count, uint64_
 static void s_usage(void)
 {
     fprintf(stderr,
-            "usage: payments run [--count N] [--rate PER_SEC] [--node PATH]\n"
-            "       payments worker --stage validate|process|notify --endpoint EP\n");
+            "usage: payments run [--count N] [--rate PER_SEC] [--nodes N] [--node PATH]\n"
+            "                    [--coordinator-bin PATH]\n"
+            "       payments worker --stage validate|process|notify\n"
+            "                       (--endpoint EP | --coordinator EP)\n");
 }
 
 int main(int argc, char **argv)
@@ -408,7 +482,8 @@ int main(int argc, char **argv)
         return 2;
     }
     uint64_t count = 10000, rate = 1000;
-    const char *stage = NULL, *node_bin = NULL;
+    const char *stage = NULL, *node_bin = NULL, *coord_bin = NULL;
+    int nnodes = 1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -425,6 +500,12 @@ int main(int argc, char **argv)
             s_endpoint = v;
         else if (!strcmp(a, "--node"))
             node_bin = v;
+        else if (!strcmp(a, "--coordinator"))
+            s_coordinator = v;
+        else if (!strcmp(a, "--coordinator-bin"))
+            coord_bin = v;
+        else if (!strcmp(a, "--nodes"))
+            nnodes = atoi(v);
         else if (!strcmp(a, "--fail-permille"))
             s_fail_permille = (uint32_t)strtoul(v, NULL, 10);
         else {
@@ -441,12 +522,21 @@ int main(int argc, char **argv)
             fprintf(stderr, "payments: --count must be at least 1\n");
             return 2;
         }
+        if (nnodes < 1 || nnodes > S_MAX_NODES) {
+            fprintf(stderr, "payments: --nodes must be 1 to %d\n", S_MAX_NODES);
+            return 2;
+        }
+        if (nnodes > 1 && !coord_bin && !*SLUICE_COORD_BIN) {
+            fprintf(stderr, "payments: --nodes needs sluice-coordinator (--coordinator-bin)\n");
+            return 2;
+        }
         char self[4096];
         ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
         if (n <= 0)
             return 1;
         self[n] = 0;
-        return s_run(self, node_bin ? node_bin : SLUICE_NODE_BIN, count, rate);
+        return s_run(self, node_bin ? node_bin : SLUICE_NODE_BIN,
+                     coord_bin ? coord_bin : SLUICE_COORD_BIN, count, rate, nnodes);
     }
     s_usage();
     return 2;
