@@ -445,7 +445,11 @@ void sl__member_reply(sl__node_t *n, const Sluice__V1__Envelope *env)
         c->lost = false;
         s_tell(n, SL_NODE_CLUSTER_FOUND, prev, 0);
     }
-    if (r->rejoin) {
+    if (r->rejoin && r->member_epoch == prev) {
+        /* The answer to a status sent before we adopted this epoch: that
+         * rejoin is done; fencing again would drop the subscribers that
+         * already came back under it. */
+    } else if (r->rejoin) {
         /* Adopt first: the errors name the new epoch, and a consumer that
          * subscribes again with it is accepted at once. */
         c->member_epoch = r->member_epoch;

@@ -392,6 +392,19 @@ static void test_node_cluster__rejoin_fences_subscribers(void **state)
         assert_int_equal(again[i].epoch, sl_node_epoch(s_node));
     node_peer_ack_many(cons, again, 3);
     NODE_WAIT_STATS(prod, "q", st, st.acked == 3 && st.in_flight == 0, node_test_patience());
+
+    /* A late answer to a status sent before the rejoin (rejoin, the same
+     * new epoch) must not fence again: the subscriber under e2 stays. */
+    node_peer_publish_range(prod, "q", 20, 1, 0);
+    node_dlv_t late;
+    assert_int_equal(node_peer_deliveries(cons, &late, 1, node_test_patience()), 1);
+    s_reply(&s_coord, e2, true);
+    assert_int_equal(node_peer_count(cons, ERROR, 3 * s_hb()), 0);
+    node_peer_stats(prod, "q", &st);
+    assert_int_equal(st.consumers, 1);
+    assert_int_equal(st.in_flight, 1);
+    node_peer_ack(cons, &late);
+    NODE_WAIT_STATS(prod, "q", st, st.acked == 4 && st.in_flight == 0, node_test_patience());
 }
 
 static void test_node_cluster__subscribe_member_epoch_checked(void **state)
