@@ -31,54 +31,6 @@ int sl__jobwire_envelope(const uint8_t *p, size_t len, uint64_t *corr, const uin
     return rc < 0 ? SL__JW_OTHER : kind;
 }
 
-/* A map<string, string> entry: key 1 and value 2, both strings. */
-static int s_map_entry(const uint8_t *p, size_t len)
-{
-    sl__pb_rd_t r = {p, p + len};
-    sl__pb_field_t f;
-    int rc;
-    while ((rc = sl__pb_next(&r, &f)) > 0)
-        if ((f.num == 1 || f.num == 2) && f.wt != SL__PB_LEN)
-            return -1;
-    return rc;
-}
-
-int sl__jobwire_job(const uint8_t *p, size_t len, sl__jobview_t *v)
-{
-    memset(v, 0, sizeof *v);
-    sl__pb_rd_t r = {p, p + len};
-    sl__pb_field_t f;
-    int rc;
-    while ((rc = sl__pb_next(&r, &f)) > 0) {
-        /* Wire type each known field must have: 2 for 1-4 and 11-14, 0
-         * for 5-10. */
-        if (f.num >= 1 && f.num <= 14) {
-            int want = f.num >= 5 && f.num <= 10 ? SL__PB_VARINT : SL__PB_LEN;
-            if (f.wt != want)
-                return -1;
-        }
-        switch (f.num) {
-        case 0: v->field0 = true; break;
-        case 1: v->id = f.data; v->id_len = f.len; break;
-        case 2: v->queue = f.data; v->queue_len = f.len; break;
-        case 3: v->payload = f.data; v->payload_len = f.len; break;
-        case 4:
-            if (s_map_entry(f.data, f.len) != 0)
-                return -1;
-            break;
-        case 5: v->priority = (uint32_t)f.v; break;
-        case 6: v->attempt = (uint32_t)f.v; break;
-        case 7: v->max_attempts = (uint32_t)f.v; break;
-        case 8: v->created_ms = (int64_t)f.v; break;
-        case 9: v->not_before_ms = (int64_t)f.v; break;
-        case 10: v->deadline_ms = (int64_t)f.v; break;
-        case 11: v->ikey = f.data; v->ikey_len = f.len; break;
-        default: break; /* 12-14 and unknown fields: carried in the bytes */
-        }
-    }
-    return rc;
-}
-
 long sl__jobwire_publish(const uint8_t *p, size_t len, const uint8_t **jobs, size_t *lens)
 {
     sl__pb_rd_t r = {p, p + len};
@@ -102,27 +54,15 @@ long sl__jobwire_publish(const uint8_t *p, size_t len, const uint8_t **jobs, siz
 /* One Lease message into l: 0, or -1 (also for a job id not 16 bytes). */
 static int s_lease(const uint8_t *p, size_t len, sl__jobwire_lease_t *l)
 {
-    sl__pb_rd_t r = {p, p + len};
-    sl__pb_field_t f;
-    int rc;
-    size_t id_len = 0;
+    sl__pb_lease_t v;
     memset(l, 0, sizeof *l);
-    while ((rc = sl__pb_next(&r, &f)) > 0) {
-        if (f.num >= 1 && f.num <= 4 && f.wt != (f.num == 1 ? SL__PB_LEN : SL__PB_VARINT))
-            return -1;
-        switch (f.num) {
-        case 1:
-            id_len = f.len;
-            if (id_len == 16)
-                memcpy(l->job_id, f.data, 16);
-            break;
-        case 2: l->lease_id = f.v; break;
-        case 3: l->epoch = f.v; break;
-        case 4: l->expires_ms = (int64_t)f.v; break;
-        default: break;
-        }
-    }
-    return rc == 0 && id_len == 16 ? 0 : -1;
+    if (sl__pb_lease(p, len, &v) != 0 || v.job_id_len != 16)
+        return -1;
+    memcpy(l->job_id, v.job_id, 16);
+    l->lease_id = v.lease_id;
+    l->epoch = v.epoch;
+    l->expires_ms = v.expires_ms;
+    return 0;
 }
 
 long sl__jobwire_ack(const uint8_t *p, size_t len, sl__jobwire_lease_t *out)

@@ -16,26 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sluice/pbwire.h" /* the field reader and writer */
-
-/* What the node reads of one encoded sluice.v1.Job. Pointers are borrowed
- * from the scanned bytes. A field given twice takes its last value, as in
- * protobuf. */
-typedef struct {
-    const uint8_t *id;
-    size_t id_len;
-    const uint8_t *queue;
-    size_t queue_len;
-    const uint8_t *payload;
-    size_t payload_len;
-    const uint8_t *ikey;        /* idempotency_key */
-    size_t ikey_len;
-    uint32_t priority, attempt, max_attempts;
-    int64_t created_ms, not_before_ms, deadline_ms;
-    bool field0;                /* an unknown field numbered 0 (a tag of more
-                                   than one byte: protobuf-c keeps it, but
-                                   cannot encode it again) */
-} sl__jobview_t;
+#include "sluice/pbwire.h" /* the field reader and writer, Job and Lease views */
 
 /* One lease named in an Ack, when its job id is 16 bytes. */
 typedef struct {
@@ -55,12 +36,10 @@ int sl__jobwire_envelope(const uint8_t *p, size_t len, uint64_t *corr, const uin
 
 /* The jobs of a Publish body: the number of jobs, or -1 if the Publish is
  * outside what the scanner takes (the jobs themselves are for
- * sl__jobwire_job to judge). With jobs non-NULL (room for the count) each
+ * sl__pb_job to judge). With jobs non-NULL (room for the count) each
  * job's bytes go to jobs[i] / lens[i]. */
 long sl__jobwire_publish(const uint8_t *p, size_t len, const uint8_t **jobs, size_t *lens);
 
-/* Scan one encoded Job into v: 0, or -1 if it is not one (see above). */
-int sl__jobwire_job(const uint8_t *p, size_t len, sl__jobview_t *v);
 
 /* The leases of an Ack body: their number, or -1 if an item has no lease,
  * a job id of other than 16 bytes, a lease given twice, or anything

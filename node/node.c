@@ -150,8 +150,8 @@ static sl__in_t *s_scan(const uint8_t *data, size_t size, int *rc)
         size_t *lens = (size_t *)(raw + k);
         sl__jobwire_publish(body, blen, raw, lens);
         for (long i = 0; i < k && m; i++) {
-            sl__jobview_t v;
-            if (sl__jobwire_job(raw[i], lens[i], &v) != 0) {
+            sl__pb_job_t v;
+            if (sl__pb_job(raw[i], lens[i], &v) != 0) {
                 s_in_free(m); /* protobuf-c is to judge it */
                 m = NULL;
                 break;
@@ -532,8 +532,8 @@ static void s_publish(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__P
         if (!buf)
             abort();
         len = sluice__v1__job__pack(pub->jobs[i], buf);
-        sl__jobview_t v;
-        if (sl__jobwire_job(buf, len, &v) != 0) {
+        sl__pb_job_t v;
+        if (sl__pb_job(buf, len, &v) != 0) {
             /* Re-encoded, an unknown field 0 has a one-byte tag, which no
              * decoder takes: keep what the checks before that one read, to
              * reject the job as before. */

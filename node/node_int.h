@@ -272,7 +272,7 @@ static inline sl__job_t *sl__job_get(sl__node_t *n, const uint8_t id[16])
 
 /* queue.c */
 sl__queue_t *sl__queue_get(sl__node_t *n, const char *name, bool create, int *err);
-sl__job_t *sl__job_new(const uint8_t *raw, size_t len, const sl__jobview_t *v);
+sl__job_t *sl__job_new(const uint8_t *raw, size_t len, const sl__pb_job_t *v);
 sl__pubctx_t *sl__pub_new(const uint8_t *rid, size_t rid_len, uint64_t corr, sl__job_t **jobs,
                           size_t n);
 void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i);

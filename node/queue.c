@@ -38,7 +38,7 @@ static bool s_valid_name(const char *s)
     return true;
 }
 
-sl__job_t *sl__job_new(const uint8_t *raw, size_t len, const sl__jobview_t *v)
+sl__job_t *sl__job_new(const uint8_t *raw, size_t len, const sl__pb_job_t *v)
 {
     size_t qcopy = v->queue_len <= 128 ? v->queue_len + 1 : 0;
     sl__job_t *j = malloc(sizeof *j + len + qcopy);

@@ -110,11 +110,8 @@ typedef struct {
     const uint8_t *job;         /* the Job's bytes (headers are read again) */
     size_t job_len;
     bool has_job, has_lease;
-    const uint8_t *id, *queue, *payload, *ikey, *bkey, *lerr, *lease_job_id;
-    size_t id_len, queue_len, payload_len, ikey_len, bkey_len, lerr_len, lease_job_id_len;
-    uint32_t priority, attempt, max_attempts;
-    int64_t created_ms, deadline_ms;
-    size_t n_headers, headers_size; /* entries; their key and value bytes + 2 */
+    sl__pb_job_t j;             /* the job's fields                         */
+    sl__pb_lease_t l;           /* the lease's fields                       */
     sl__lease_t lease;          /* job_id: the lease's, else the job's     */
 } sl__dview_t;
 

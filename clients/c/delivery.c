@@ -37,79 +37,6 @@ int sl__deliver_envelope(const uint8_t *p, size_t len, sl__pb_rd_t *body)
     return rc == 0 && found;
 }
 
-/* A map<string, string> entry: key 1 and value 2 (the last of each). */
-static int s_map_entry(const uint8_t *p, size_t len, sl__pb_field_t *key, sl__pb_field_t *val)
-{
-    sl__pb_rd_t r = {p, p + len};
-    sl__pb_field_t f;
-    int rc;
-    key->len = val->len = 0;
-    while ((rc = sl__pb_next(&r, &f)) > 0) {
-        if (f.num != 1 && f.num != 2)
-            continue;
-        if (f.wt != SL__PB_LEN)
-            return -1;
-        *(f.num == 1 ? key : val) = f;
-    }
-    return rc;
-}
-
-/* One Job into v: 0, or -1 where protobuf-c would refuse it. */
-static int s_job(const uint8_t *p, size_t len, sl__dview_t *v)
-{
-    sl__pb_rd_t r = {p, p + len};
-    sl__pb_field_t f, k, val;
-    int rc;
-    while ((rc = sl__pb_next(&r, &f)) > 0) {
-        if (f.num >= 1 && f.num <= 14) {
-            int want = f.num >= 5 && f.num <= 10 ? SL__PB_VARINT : SL__PB_LEN;
-            if (f.wt != want)
-                return -1;
-        }
-        switch (f.num) {
-        case 1: v->id = f.data; v->id_len = f.len; break;
-        case 2: v->queue = f.data; v->queue_len = f.len; break;
-        case 3: v->payload = f.data; v->payload_len = f.len; break;
-        case 4:
-            if (s_map_entry(f.data, f.len, &k, &val) != 0)
-                return -1;
-            v->n_headers++;
-            v->headers_size += k.len + val.len + 2;
-            break;
-        case 5: v->priority = (uint32_t)f.v; break;
-        case 6: v->attempt = (uint32_t)f.v; break;
-        case 7: v->max_attempts = (uint32_t)f.v; break;
-        case 8: v->created_ms = (int64_t)f.v; break;
-        case 10: v->deadline_ms = (int64_t)f.v; break;
-        case 11: v->ikey = f.data; v->ikey_len = f.len; break;
-        case 13: v->bkey = f.data; v->bkey_len = f.len; break;
-        case 14: v->lerr = f.data; v->lerr_len = f.len; break;
-        default: break; /* not_before_ms, trace_id, unknown fields */
-        }
-    }
-    return rc;
-}
-
-/* One Lease into v: 0 or -1. */
-static int s_lease(const uint8_t *p, size_t len, sl__dview_t *v)
-{
-    sl__pb_rd_t r = {p, p + len};
-    sl__pb_field_t f;
-    int rc;
-    while ((rc = sl__pb_next(&r, &f)) > 0) {
-        if (f.num >= 1 && f.num <= 4 && f.wt != (f.num == 1 ? SL__PB_LEN : SL__PB_VARINT))
-            return -1;
-        switch (f.num) {
-        case 1: v->lease_job_id = f.data; v->lease_job_id_len = f.len; break;
-        case 2: v->lease.lease_id = f.v; break;
-        case 3: v->lease.epoch = f.v; break;
-        case 4: v->lease.expires_ms = (int64_t)f.v; break;
-        default: break;
-        }
-    }
-    return rc;
-}
-
 int sl__deliver_next(sl__pb_rd_t *r, sl__dview_t *v)
 {
     sl__pb_field_t f;
@@ -133,20 +60,23 @@ int sl__deliver_next(sl__pb_rd_t *r, sl__dview_t *v)
                 v->has_job = true;
                 v->job = g.data;
                 v->job_len = g.len;
-                if (s_job(g.data, g.len, v) != 0)
+                if (sl__pb_job(g.data, g.len, &v->j) != 0)
                     return -1;
             } else {
                 v->has_lease = true;
-                if (s_lease(g.data, g.len, v) != 0)
+                if (sl__pb_lease(g.data, g.len, &v->l) != 0)
                     return -1;
+                v->lease.lease_id = v->l.lease_id;
+                v->lease.epoch = v->l.epoch;
+                v->lease.expires_ms = v->l.expires_ms;
             }
         }
         if (drc < 0)
             return -1;
         /* The lease names its job; failing that, the job's own id. */
-        const uint8_t *jid = v->lease_job_id_len == SL_ID_LEN ? v->lease_job_id
-                             : v->id_len == SL_ID_LEN        ? v->id
-                                                             : NULL;
+        const uint8_t *jid = v->l.job_id_len == SL_ID_LEN ? v->l.job_id
+                             : v->j.id_len == SL_ID_LEN    ? v->j.id
+                                                           : NULL;
         if (jid)
             memcpy(v->lease.job_id, jid, SL_ID_LEN);
         return 1;
@@ -170,11 +100,11 @@ static const char *s_put_str(char **p, const uint8_t *s, size_t len)
 sl__delivery_t *sl__delivery_new(sl__sub_t *sub, const sl__dview_t *v)
 {
     size_t size = sizeof(sl__delivery_t);
-    size += v->n_headers * sizeof(sl_header_t);
+    size += v->j.n_headers * sizeof(sl_header_t);
     size += SL_ID_LEN;
-    size += v->queue_len + v->ikey_len + v->bkey_len + v->lerr_len + 4;
-    size += v->headers_size;
-    size += v->payload_len + 1; /* NUL after the payload: handy for text */
+    size += v->j.queue_len + v->j.ikey_len + v->j.bkey_len + v->j.lerr_len + 4;
+    size += v->j.headers_size;
+    size += v->j.payload_len + 1; /* NUL after the payload: handy for text */
 
     sl__delivery_t *d = malloc(size);
     if (!d)
@@ -185,11 +115,11 @@ sl__delivery_t *sl__delivery_new(sl__sub_t *sub, const sl__dview_t *v)
     d->next = NULL;
     char *p = (char *)(d + 1);
     sl_header_t *hdrs = (sl_header_t *)p;
-    p += v->n_headers * sizeof(sl_header_t);
+    p += v->j.n_headers * sizeof(sl_header_t);
 
     uint8_t *id = (uint8_t *)p;
-    if (v->id_len == SL_ID_LEN)
-        memcpy(id, v->id, SL_ID_LEN);
+    if (v->j.id_len == SL_ID_LEN)
+        memcpy(id, v->j.id, SL_ID_LEN);
     else
         memset(id, 0, SL_ID_LEN);
     p += SL_ID_LEN;
@@ -197,37 +127,37 @@ sl__delivery_t *sl__delivery_new(sl__sub_t *sub, const sl__dview_t *v)
     sl_delivery_t *o = &d->pub;
     memset(o, 0, sizeof *o);
     o->id = id;
-    o->queue = s_put_str(&p, v->queue, v->queue_len);
-    o->idempotency_key = s_put_str(&p, v->ikey, v->ikey_len);
-    o->breaker_key = s_put_str(&p, v->bkey, v->bkey_len);
-    o->last_error = s_put_str(&p, v->lerr, v->lerr_len);
-    if (v->n_headers) {
+    o->queue = s_put_str(&p, v->j.queue, v->j.queue_len);
+    o->idempotency_key = s_put_str(&p, v->j.ikey, v->j.ikey_len);
+    o->breaker_key = s_put_str(&p, v->j.bkey, v->j.bkey_len);
+    o->last_error = s_put_str(&p, v->j.lerr, v->j.lerr_len);
+    if (v->j.n_headers) {
         /* Read the entries again from the job's bytes, which the scan has
          * found sound. */
         sl__pb_rd_t r = {v->job, v->job + v->job_len};
         sl__pb_field_t f, k, val;
         size_t i = 0;
-        while (i < v->n_headers && sl__pb_next(&r, &f) > 0) {
+        while (i < v->j.n_headers && sl__pb_next(&r, &f) > 0) {
             if (f.num != 4)
                 continue;
-            s_map_entry(f.data, f.len, &k, &val);
+            sl__pb_map_entry(f.data, f.len, &k, &val);
             hdrs[i].key = s_put_str(&p, k.data, k.len);
             hdrs[i].value = s_put_str(&p, val.data, val.len);
             i++;
         }
         o->headers = hdrs;
-        o->n_headers = v->n_headers;
+        o->n_headers = v->j.n_headers;
     }
-    if (v->payload_len)
-        memcpy(p, v->payload, v->payload_len);
-    p[v->payload_len] = '\0';
+    if (v->j.payload_len)
+        memcpy(p, v->j.payload, v->j.payload_len);
+    p[v->j.payload_len] = '\0';
     o->payload = p;
-    o->payload_len = v->payload_len;
-    o->priority = v->priority;
-    o->attempt = v->attempt;
-    o->max_attempts = v->max_attempts;
-    o->created_ms = v->created_ms;
-    o->deadline_ms = v->deadline_ms;
+    o->payload_len = v->j.payload_len;
+    o->priority = v->j.priority;
+    o->attempt = v->j.attempt;
+    o->max_attempts = v->j.max_attempts;
+    o->created_ms = v->j.created_ms;
+    o->deadline_ms = v->j.deadline_ms;
     o->lease_expires_ms = v->lease.expires_ms;
 
     d->lease = v->lease;

@@ -626,9 +626,9 @@ static void s_take_delivery(sl_client_t *c, const sl__dview_t *v, sl__sub_t **s_
     }
     atomic_fetch_add(&c->ctr.delivered, 1);
     sl__sub_t *s = *s_p; /* the last one found: batches are of one queue */
-    if (!s || !(s->live || s->draining) || strlen(s->queue) != v->queue_len ||
-        memcmp(s->queue, v->queue, v->queue_len) != 0)
-        *s_p = s = s_sub_for_bytes(c, v->queue, v->queue_len);
+    if (!s || !(s->live || s->draining) || strlen(s->queue) != v->j.queue_len ||
+        memcmp(s->queue, v->j.queue, v->j.queue_len) != 0)
+        *s_p = s = s_sub_for_bytes(c, v->j.queue, v->j.queue_len);
     if (!s) {
         /* Crossed our Unsubscribe: give it straight back. */
         s_send_fail_lease(c, &v->lease, true, "consumer unsubscribed");

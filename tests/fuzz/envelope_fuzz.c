@@ -86,7 +86,7 @@ static void s_same(const char *what, const uint8_t *scanned, size_t len, const v
 
 /* A Job the scanner took must be one protobuf-c takes, with the same
  * values (strings compared byte for byte: protobuf-c keeps them whole). */
-static void s_check_job(const uint8_t *p, size_t len, const sl__jobview_t *v)
+static void s_check_job(const uint8_t *p, size_t len, const sl__pb_job_t *v)
 {
     Sluice__V1__Job *j = sluice__v1__job__unpack(NULL, len, p);
     CHECK(j != NULL, "the scanner took a job of %zu bytes protobuf-c refuses", len);
@@ -115,8 +115,8 @@ static void s_check_job(const uint8_t *p, size_t len, const sl__jobview_t *v)
 
 static void s_check_scanner(const uint8_t *data, size_t size, const Sluice__V1__Envelope *env)
 {
-    sl__jobview_t v;
-    if (sl__jobwire_job(data, size, &v) == 0)
+    sl__pb_job_t v;
+    if (sl__pb_job(data, size, &v) == 0)
         s_check_job(data, size, &v);
 
     uint64_t corr;
@@ -133,7 +133,7 @@ static void s_check_scanner(const uint8_t *data, size_t size, const Sluice__V1__
         sl__jobwire_publish(body, blen, jobs, lens);
         bool all = true;
         for (long i = 0; i < k && all; i++)
-            all = sl__jobwire_job(jobs[i], lens[i], &v) == 0;
+            all = sl__pb_job(jobs[i], lens[i], &v) == 0;
         if (all) { /* the node's fast path takes it: protobuf-c must agree */
             CHECK(env != NULL, "the scanner took a Publish protobuf-c refuses");
             CHECK(env->body_case == SLUICE__V1__ENVELOPE__BODY_PUBLISH, "body %d",
@@ -142,7 +142,7 @@ static void s_check_scanner(const uint8_t *data, size_t size, const Sluice__V1__
             CHECK(env->publish->n_jobs == (size_t)k, "%ld jobs scanned, protobuf-c %zu", k,
                   env->publish->n_jobs);
             for (long i = 0; i < k; i++) {
-                sl__jobwire_job(jobs[i], lens[i], &v);
+                sl__pb_job(jobs[i], lens[i], &v);
                 s_check_job(jobs[i], lens[i], &v);
             }
         }

@@ -10,6 +10,7 @@
 #ifndef SLUICE_PBWIRE_H
 #define SLUICE_PBWIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,40 @@ typedef struct {
 
 /* Read the next field into f: 1, 0 at the end, -1 if malformed. */
 int sl__pb_next(sl__pb_rd_t *r, sl__pb_field_t *f);
+
+/* A map<string, string> entry (Job.headers): key 1 and value 2 into *key
+ * and *val (the last of each; len 0 when absent). 0, or -1 if malformed or
+ * either is not length-delimited. */
+int sl__pb_map_entry(const uint8_t *p, size_t len, sl__pb_field_t *key, sl__pb_field_t *val);
+
+/* A sluice.v1.Job scanned in place: pointers into its bytes, the last
+ * occurrence of a field winning as in protobuf. Headers are checked and
+ * counted, not copied (read them again with sl__pb_map_entry). */
+typedef struct {
+    const uint8_t *id, *queue, *payload, *ikey, *bkey, *lerr;
+    size_t id_len, queue_len, payload_len, ikey_len, bkey_len, lerr_len;
+    uint32_t priority, attempt, max_attempts;
+    int64_t created_ms, not_before_ms, deadline_ms;
+    size_t n_headers, headers_size; /* entries; their key and value bytes + 2 */
+    bool field0;                /* an unknown field numbered 0 (a tag of more
+                                   than one byte: protobuf-c keeps it, but
+                                   cannot encode it again) */
+} sl__pb_job_t;
+
+/* Scan one encoded Job into v (zeroed first): 0, or -1 where protobuf-c
+ * would refuse it (malformed, or a known field of the wrong wire type). */
+int sl__pb_job(const uint8_t *p, size_t len, sl__pb_job_t *v);
+
+/* A sluice.v1.Lease scanned in place; job_id points into its bytes. */
+typedef struct {
+    const uint8_t *job_id;
+    size_t job_id_len;
+    uint64_t lease_id, epoch;
+    int64_t expires_ms;
+} sl__pb_lease_t;
+
+/* Scan one encoded Lease into l (zeroed first): 0, or -1 as sl__pb_job. */
+int sl__pb_lease(const uint8_t *p, size_t len, sl__pb_lease_t *l);
 
 /* --- writing ------------------------------------------------------------- */
 
