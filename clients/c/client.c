@@ -359,6 +359,21 @@ static sl__reply_t *s_reply_take(sl_chan_t **promise_p, int *status)
     return rep;
 }
 
+/* Encode env into r, send it and wait for the answer: the reply (caller
+ * frees; *status its status), or NULL with *status set. r is the I/O
+ * thread's, or freed here, either way. */
+static sl__reply_t *s_req_call(sl_client_t *c, sl__req_t *r, Sluice__V1__Envelope *env,
+                               int *status)
+{
+    *status = s_req_encode(c, r, env);
+    if (*status != SL_OK) {
+        sl__req_free(&r);
+        return NULL;
+    }
+    sl_chan_t *p = s_req_submit(c, r, status);
+    return p ? s_reply_take(&p, status) : NULL;
+}
+
 /* --- producing ------------------------------------------------------- */
 
 static bool s_id_zero(const uint8_t id[SL_ID_LEN])
@@ -604,15 +619,8 @@ int sl_client_touch(sl_client_t *self, sl_delivery_t *pub, uint32_t extend_ms, i
     Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_TOUCH;
     env.touch = &t;
-    int rc = s_req_encode(self, r, &env);
-    if (rc != SL_OK) {
-        sl__req_free(&r);
-        return rc;
-    }
-    sl_chan_t *p = s_req_submit(self, r, &rc);
-    if (!p)
-        return rc;
-    sl__reply_t *rep = s_reply_take(&p, &rc);
+    int rc;
+    sl__reply_t *rep = s_req_call(self, r, &env, &rc);
     if (rep && rc == SL_OK) {
         d->lease.expires_ms = rep->lease_expires_ms;
         if (rep->lease_id)
@@ -663,15 +671,8 @@ int sl__client_admin(sl_client_t *self, int op, const char *queue, sl_admin_repl
     Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_ADMIN;
     env.admin = &a;
-    int rc = s_req_encode(self, r, &env);
-    if (rc != SL_OK) {
-        sl__req_free(&r);
-        return rc;
-    }
-    sl_chan_t *p = s_req_submit(self, r, &rc);
-    if (!p)
-        return rc;
-    sl__reply_t *rep = s_reply_take(&p, &rc);
+    int rc;
+    sl__reply_t *rep = s_req_call(self, r, &env, &rc);
     if (rep) {
         *reply = rep->admin; /* the queues array moves to the caller */
         if (view)
