@@ -174,6 +174,18 @@ static void s_consumer_start(s_cluster_t *cl, int concurrency, int sleep_ms, int
     cl->consumer[cl->n_consumers++] = pid;
 }
 
+/* Wait for a publish's result, check every job was accepted, and free
+ * the promise. */
+static void s_settle(sl_chan_t **promise)
+{
+    void *v;
+    SL_CHECK(sl_take(*promise, &v));
+    sl_publish_result_t *res = v;
+    BENCH_CHECK(res->status == SL_OK, "publish: %s", sl_err_name(res->status));
+    sl_publish_result_destroy(&res);
+    sl_chan_destroy(promise);
+}
+
 /* Publish n jobs through the coordinator from this process (the route
  * table spreads them). */
 static void s_publish(s_cluster_t *cl, long n)
@@ -189,12 +201,7 @@ static void s_publish(s_cluster_t *cl, long n)
     int count = 0, head = 0;
     for (long sent = 0; sent < n;) {
         if (count == WINDOW) {
-            void *v;
-            SL_CHECK(sl_take(flight[head], &v));
-            sl_publish_result_t *res = v;
-            BENCH_CHECK(res->status == SL_OK, "publish: %s", sl_err_name(res->status));
-            sl_publish_result_destroy(&res);
-            sl_chan_destroy(&flight[head]);
+            s_settle(&flight[head]);
             head = (head + 1) % WINDOW;
             count--;
         }
@@ -206,12 +213,7 @@ static void s_publish(s_cluster_t *cl, long n)
         sent += (long)b;
     }
     while (count > 0) {
-        void *v;
-        SL_CHECK(sl_take(flight[head], &v));
-        sl_publish_result_t *res = v;
-        BENCH_CHECK(res->status == SL_OK, "publish: %s", sl_err_name(res->status));
-        sl_publish_result_destroy(&res);
-        sl_chan_destroy(&flight[head]);
+        s_settle(&flight[head]);
         head = (head + 1) % WINDOW;
         count--;
     }
@@ -387,15 +389,12 @@ static void *s_paced_main(void *arg)
     for (long i = 0; i < p->n && !atomic_load(&p->stop);) {
         /* Reap confirmed publishes without waiting. */
         while (count > 0) {
+            /* A promise keeps its value: s_settle takes it again. */
             void *v;
-            int rc = count == WINDOW ? sl_take(flight[head], &v) : sl_poll(flight[head], &v);
-            if (rc != SL_OK)
+            if (count < WINDOW && sl_poll(flight[head], &v) != SL_OK)
                 break;
-            sl_publish_result_t *res = v;
-            BENCH_CHECK(res->status == SL_OK, "publish: %s", sl_err_name(res->status));
+            s_settle(&flight[head]);
             p->done[seq_of[head]] = bench_now_ns();
-            sl_publish_result_destroy(&res);
-            sl_chan_destroy(&flight[head]);
             head = (head + 1) % WINDOW;
             count--;
         }
@@ -414,13 +413,8 @@ static void *s_paced_main(void *arg)
         atomic_store(&p->next, ++i);
     }
     while (count > 0) {
-        void *v;
-        SL_CHECK(sl_take(flight[head], &v));
-        sl_publish_result_t *res = v;
-        BENCH_CHECK(res->status == SL_OK, "publish: %s", sl_err_name(res->status));
+        s_settle(&flight[head]);
         p->done[seq_of[head]] = bench_now_ns();
-        sl_publish_result_destroy(&res);
-        sl_chan_destroy(&flight[head]);
         head = (head + 1) % WINDOW;
         count--;
     }
