@@ -10,6 +10,7 @@
 #include <zmq.h>
 
 #include "sluice/error.h"
+#include "sluice/pbwire.h"
 #include "sluice/wire.h"
 
 /* protobuf-c reports garbage and out-of-memory alike as NULL; an allocator
@@ -70,6 +71,33 @@ int sl_wire_unpack(const void *data, size_t len, Sluice__V1__Envelope **out)
     if (*out)
         return SL_OK;
     return s_alloc_failed ? SL_ENOMEM : SL_EPROTO;
+}
+
+static const char *s_nul_walk(const ProtobufCMessageDescriptor *d, const uint8_t *p,
+                              size_t len, int depth)
+{
+    sl__pb_rd_t r = {p, p + len};
+    sl__pb_field_t f;
+    while (sl__pb_next(&r, &f) == 1) {
+        if (f.wt != SL__PB_LEN)
+            continue;
+        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, f.num);
+        if (!fd)
+            continue; /* unknown: kept as bytes, never read as a string */
+        if (fd->type == PROTOBUF_C_TYPE_STRING && memchr(f.data, 0, f.len))
+            return fd->name;
+        if (fd->type == PROTOBUF_C_TYPE_MESSAGE && depth < 32) {
+            const char *bad = s_nul_walk(fd->descriptor, f.data, f.len, depth + 1);
+            if (bad)
+                return bad;
+        }
+    }
+    return NULL;
+}
+
+const char *sl_wire_nul_string(const void *data, size_t len)
+{
+    return s_nul_walk(&sluice__v1__envelope__descriptor, data, len, 0);
 }
 
 void sl_wire_env_free(Sluice__V1__Envelope **env)

@@ -103,6 +103,13 @@ int sl_wire_pack(const Sluice__V1__Envelope *env, uint8_t **buf, size_t *len);
  * sl_wire_env_free. Returns 0, SL_EPROTO (not an Envelope), SL_ENOMEM. */
 int sl_wire_unpack(const void *data, size_t len, Sluice__V1__Envelope **out);
 
+/* protobuf-c hands string fields over NUL-terminated, so a string with a
+ * NUL byte inside would silently lose its tail ("q\0junk" would read as
+ * "q"). This walks the encoded envelope: the proto name of the first
+ * string field, at any depth, holding a NUL byte ("queue", ...), or NULL
+ * if there is none. Call it on bytes sl_wire_unpack accepted. */
+const char *sl_wire_nul_string(const void *data, size_t len);
+
 /* Free an envelope from sl_wire_unpack and set *env to NULL; accepts NULL
  * and *env NULL. Not for envelopes the caller built on the stack. */
 void sl_wire_env_free(Sluice__V1__Envelope **env);
