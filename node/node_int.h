@@ -25,6 +25,9 @@
 #define SL__LEVELS 10
 #define SL__RID_MAX 256 /* >= SL_WIRE_RID_MAX */
 #define SL__BATCH_MAX 64
+#define SL__INBOUND_CAP 4096
+#define SL__OUTBOUND_CAP 4096
+#define SL__READ_BURST 256
 
 typedef struct sl__node sl__node_t;
 typedef struct sl__queue sl__queue_t;
@@ -300,6 +303,33 @@ const char *sl__overflow_name(sl_overflow_t o);
 
 /* node.c */
 int64_t sl__mono_ms(void);
+
+/* io.c: the socket thread and frames */
+void *sl__node_io_main(void *node);
+/* A new inbound message with room for n elements of size each after it;
+ * NULL if out of memory. Caller owns (sl__in_free). */
+sl__in_t *sl__in_new(size_t n, size_t size);
+void sl__in_free(sl__in_t *m);
+
+/* peer.c */
+/* The peer with this routing id, made (and greeted with a Heartbeat) on
+ * first sight; its last_seen refreshed. Borrowed until sl__peer_drop. */
+sl__peer_t *sl__peer_get(sl__node_t *n, const uint8_t *rid, size_t len);
+void sl__peer_drop(sl__node_t *n, sl__peer_t *p);
+sl__consumer_t *sl__consumer_find(sl__peer_t *p, sl__queue_t *q);
+sl__consumer_t *sl__consumer_new(sl__peer_t *p, sl__queue_t *q);
+/* Heartbeat every live peer; forget the silent ones. */
+void sl__heartbeat(sl__node_t *n);
+
+/* admin.c */
+void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a);
+
+/* local.c */
+void sl__local_register(sl__node_t *n, sl__reg_t *r);
+void sl__local_settle(sl__node_t *n, sl__in_t *m);
+
+/* engine.c */
+void *sl__engine_main(void *node);
 void sl__send(sl__node_t *n, const uint8_t *rid, size_t rid_len, Sluice__V1__Envelope *env);
 /* A frame of len bytes for rid, to be filled and given to sl__out_send. */
 sl__out_t *sl__out_new(const uint8_t *rid, size_t rid_len, size_t len);
