@@ -255,6 +255,14 @@ static void s_handle(sl__node_t *n, sl__in_t *m)
     case SL__IN_REGISTER:
         sl__local_register(n, m->ptr);
         break;
+    case SL__IN_CUT: {
+        n->peers_cut++;
+        n->replies_dropped += m->n;
+        sl__peer_t *p = sl__map_get(n->peers, m->rid, m->rid_len);
+        if (p)
+            sl__peer_drop(n, p);
+        break;
+    }
     case SL__IN_CLUSTER:
         sl__member_reply(n, m->env);
         break;

@@ -160,7 +160,11 @@ struct sl__queue {
  * Publish and Ack envelopes the socket thread could scan in place arrive
  * as SL__IN_PUBLISH / SL__IN_ACK; every other envelope as SL__IN_ENV. */
 enum { SL__IN_ENV = 1, SL__IN_BAD, SL__IN_LOCAL_ACK, SL__IN_LOCAL_FAIL, SL__IN_LOCAL_RETRY,
-       SL__IN_REGISTER, SL__IN_WAKE, SL__IN_CLUSTER, SL__IN_PUBLISH, SL__IN_ACK };
+       SL__IN_REGISTER, SL__IN_WAKE, SL__IN_CLUSTER, SL__IN_PUBLISH, SL__IN_ACK,
+       SL__IN_CUT };
+/* SL__IN_CUT: the socket thread cut peer rid off because it did not read
+ * its replies; n = replies and requests it discarded (see io.c). The
+ * engine forgets the peer: its consumers go, their leases are requeued. */
 typedef struct {
     int kind;
     uint8_t rid[SL__RID_MAX];
@@ -253,6 +257,8 @@ struct sl__node {
                                    time then never go back between touches */
     uint64_t waiting_total;
     uint64_t bad_messages;
+    uint64_t peers_cut;         /* SL__IN_CUT received                     */
+    uint64_t replies_dropped;   /* ... and what they discarded in all      */
     int64_t last_heartbeat;
     sl__peer_t *local_peer;
     int64_t stop_deadline;      /* monotonic ms, when stopping            */
