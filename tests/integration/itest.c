@@ -159,7 +159,12 @@ const char *it_scratch(void)
 {
     if (!s_scratch[0]) {
         const char *tmp = getenv("TMPDIR");
-        snprintf(s_scratch, sizeof s_scratch, "%s/sluice-it-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        int n = snprintf(s_scratch, sizeof s_scratch, "%s/sluice-it-XXXXXX",
+                         tmp && *tmp ? tmp : "/tmp");
+        if (n < 0 || (size_t)n >= sizeof s_scratch) {
+            s_scratch[0] = '\0';
+            fail_msg("TMPDIR too long for a scratch directory: %s", tmp);
+        }
         if (!mkdtemp(s_scratch))
             fail_msg("mkdtemp %s: %s", s_scratch, strerror(errno));
     }
@@ -180,8 +185,9 @@ void it_scratch_cleanup(bool passed)
     char p[PATH_MAX + 256];
     while (d && (e = readdir(d)))
         if (e->d_name[0] != '.') {
-            snprintf(p, sizeof p, "%s/%s", s_scratch, e->d_name);
-            unlink(p);
+            int n = snprintf(p, sizeof p, "%s/%s", s_scratch, e->d_name);
+            if (n > 0 && (size_t)n < sizeof p)
+                unlink(p);
         }
     if (d)
         closedir(d);
@@ -191,7 +197,9 @@ void it_scratch_cleanup(bool passed)
 
 char *it_path(char *buf, const char *name)
 {
-    snprintf(buf, PATH_MAX, "%s/%s", it_scratch(), name);
+    int n = snprintf(buf, PATH_MAX, "%s/%s", it_scratch(), name);
+    if (n < 0 || n >= PATH_MAX)
+        fail_msg("path too long: %s/%s", it_scratch(), name);
     return buf;
 }
 
