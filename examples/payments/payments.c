@@ -484,7 +484,7 @@ int main(int argc, char **argv)
     uint64_t count = 10000, rate = 1000;
     const char *stage = NULL, *node_bin = NULL, *coord_bin = NULL;
     int nnodes = 1;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "payments: %s needs a value\n", a);
@@ -512,7 +512,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "payments: unknown option %s\n", a);
             return 2;
         }
-        i++;
     }
     srandom((unsigned)getpid());
     if (!strcmp(argv[1], "worker") && stage)

@@ -31,7 +31,7 @@ static sl_conf_opt_t s_table[] = {
      .min = 100, .max = 3600000, .store = &s_lease},
     {"max-frame", SL_CONF_INT, "1m", NULL, "largest envelope, in bytes",
      .min = 64, .max = 64 << 20, .store = &s_max_frame},
-    {NULL},
+    {0},
 };
 
 static char s_file[] = "/tmp/sluice_config_test_XXXXXX";

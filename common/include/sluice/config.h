@@ -9,7 +9,7 @@
  *       {"max-frame", SL_CONF_INT, "1048576", "SLUICE_MAX_FRAME",
  *        "largest envelope accepted, in bytes", .min = 64, .max = 64 << 20,
  *        .store = &max_frame},
- *       {NULL},
+ *       {0},
  *   };
  *
  * Precedence, highest first: `--name value` / `--name=value` flags, the
