@@ -371,6 +371,8 @@ int sl_chan_fd(sl_chan_t *c, int which)
 sl_chan_t *sl_chan_new(sl_buf_t kind, size_t cap)
 {
     size_t slots = 0;
+    if (kind == SL_BUF_FIXED && cap == 0)
+        kind = SL_BUF_NONE; /* (chan 0) in core.async: unbuffered */
     switch (kind) {
     case SL_BUF_NONE:
     case SL_BUF_PROMISE:

@@ -83,7 +83,6 @@ static void test_chan__new_checks_capacity(void **state)
     (void)state;
     assert_null(sl_chan_new(SL_BUF_NONE, 1));
     assert_null(sl_chan_new(SL_BUF_PROMISE, 1));
-    assert_null(sl_chan_new(SL_BUF_FIXED, 0));
     assert_null(sl_chan_new(SL_BUF_DROPPING, 0));
     assert_null(sl_chan_new(SL_BUF_SLIDING, 0));
     assert_null(sl_chan_new((sl_buf_t)99, 1));
@@ -423,6 +422,90 @@ static void test_chan__unbuffered_rendezvous_between_coroutines(void **state)
     assert_int_equal(st.takes, 4 * RV_N);
     assert_int_equal(sl_chan_check(c), 0);
     sl_chan_destroy(&c);
+}
+
+static void *s_alts_take_job(void *arg)
+{
+    op_t *o = arg;
+    sl_alt_t ops[1] = {{.chan = o->c}};
+    int i = sl_alts(ops, 1, 0, o->deadline);
+    o->rc = i == 0 ? ops[0].status : i;
+    o->val = ops[0].val;
+    return NULL;
+}
+
+static void test_chan__fixed_zero_is_unbuffered(void **state)
+{
+    (void)state;
+    /* (chan 0) in core.async: a rendezvous, the same as SL_BUF_NONE. */
+    sl_chan_t *c = sl_chan_new(SL_BUF_FIXED, 0);
+    assert_non_null(c);
+    sl_chan_stats_t st = s_stats(c);
+    assert_int_equal(st.kind, SL_BUF_NONE);
+    assert_int_equal(st.capacity, 0);
+    void *v;
+    SL_ASSERT_ERR(sl_offer(c, V(1)), SL_EAGAIN); /* nobody takes: no room */
+    SL_ASSERT_ERR(sl_poll(c, &v), SL_EAGAIN);
+    SL_ASSERT_ERR(sl_put_until(c, V(1), sl_deadline_ms(10)), SL_ETIMEDOUT);
+
+    /* A put waits for its taker, then both complete together. */
+    atomic_store(&s_put_done, 0);
+    op_t o = {.c = c, .val = V(5), .rc = 99};
+    pthread_t t = sl_test_thread(s_put_then_flag, &o);
+    s_wait_pending(c, 1, 0);
+    sl_sleep_ms(30);
+    assert_int_equal(atomic_load(&s_put_done), 0);
+    assert_int_equal(s_stats(c).count, 0);
+    SL_ASSERT_OK(sl_take(c, &v));
+    assert_int_equal(I(v), 5);
+    sl_test_join(t);
+    assert_int_equal(o.rc, SL_OK);
+
+    /* A take waits for its putter. */
+    op_t tk = {.c = c, .val = V(-1), .rc = 99, .deadline = SL_FOREVER};
+    t = sl_test_thread(s_take_op, &tk);
+    s_wait_pending(c, 0, 1);
+    SL_ASSERT_OK(sl_offer(c, V(6))); /* a waiting taker: the offer completes */
+    sl_test_join(t);
+    assert_int_equal(tk.rc, SL_OK);
+    assert_int_equal(I(tk.val), 6);
+
+    /* alts: a put with no taker is not ready; with a waiting taker it is. */
+    sl_alt_t put[1] = {{.chan = c, .is_put = true, .val = V(7)}};
+    SL_ASSERT_ERR(sl_alts(put, 1, SL_ALTS_DEFAULT, SL_FOREVER), SL_EAGAIN);
+    SL_ASSERT_ERR(sl_alts(put, 1, 0, sl_deadline_ms(10)), SL_ETIMEDOUT);
+    tk = (op_t){.c = c, .val = V(-1), .rc = 99, .deadline = SL_FOREVER};
+    t = sl_test_thread(s_alts_take_job, &tk); /* a take inside an alts */
+    s_wait_pending(c, 0, 1);
+    SL_ASSERT_ERR(sl_alts(put, 1, 0, sl_deadline_ms(sl_test_patience_ms())), 0);
+    assert_int_equal(put[0].status, SL_OK);
+    sl_test_join(t);
+    assert_int_equal(tk.rc, SL_OK);
+    assert_int_equal(I(tk.val), 7);
+
+    /* alts take meets a waiting put. */
+    o = (op_t){.c = c, .val = V(8), .rc = 99, .deadline = SL_FOREVER};
+    t = sl_test_thread(s_put_op, &o);
+    s_wait_pending(c, 1, 0);
+    sl_alt_t take[1] = {{.chan = c}};
+    SL_ASSERT_ERR(sl_alts(take, 1, SL_ALTS_DEFAULT, SL_FOREVER), 0);
+    assert_int_equal(take[0].status, SL_OK);
+    assert_int_equal(I(take[0].val), 8);
+    sl_test_join(t);
+    assert_int_equal(o.rc, SL_OK);
+
+    st = s_stats(c);
+    assert_int_equal(st.puts, 4);
+    assert_int_equal(st.takes, 4);
+    assert_int_equal(st.count, 0);
+    assert_int_equal(sl_chan_check(c), 0);
+    sl_chan_close(c);
+    SL_ASSERT_ERR(sl_take(c, &v), SL_ECLOSED);
+    sl_chan_destroy(&c);
+
+    /* Dropping and sliding buffers of 0 would discard every value: refused. */
+    assert_null(sl_chan_new(SL_BUF_DROPPING, 0));
+    assert_null(sl_chan_new(SL_BUF_SLIDING, 0));
 }
 
 /* ------------------------------------------------------------------------
@@ -1401,6 +1484,7 @@ int main(void)
         cmocka_unit_test(test_chan__promise_gives_same_value_forever),
         cmocka_unit_test(test_chan__unbuffered_rendezvous_between_threads),
         cmocka_unit_test(test_chan__unbuffered_rendezvous_between_coroutines),
+        cmocka_unit_test(test_chan__fixed_zero_is_unbuffered),
         cmocka_unit_test(test_chan__close_keeps_pending_puts_takeable),
         cmocka_unit_test(test_chan__close_fails_pending_takes),
         cmocka_unit_test(test_chan__until_times_out_with_nothing_done),

@@ -46,8 +46,11 @@ int64_t sl_now(void);
 int64_t sl_deadline_ms(int64_t ms);
 
 /* Create a channel. cap must be 0 for SL_BUF_NONE and SL_BUF_PROMISE and
- * at least 1 for the others. Returns a new channel (caller owns one
- * reference), or NULL if out of memory or the arguments are invalid. */
+ * at least 1 for SL_BUF_DROPPING and SL_BUF_SLIDING. SL_BUF_FIXED with cap
+ * 0 is an unbuffered channel, as (chan 0) in core.async: the same as
+ * SL_BUF_NONE, and its stats say SL_BUF_NONE. Returns a new channel
+ * (caller owns one reference), or NULL if out of memory or the arguments
+ * are invalid. */
 sl_chan_t *sl_chan_new(sl_buf_t kind, size_t cap);
 
 /* Take one more reference; returns self. */
