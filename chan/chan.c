@@ -730,8 +730,10 @@ static void s_cbop_run(sl__task_t *t)
     atomic_fetch_sub(&s_cb_pending, 1);
 }
 
-/* Try op on c; queue it, or submit it completed. On failure (SL_ECLOSED
- * for a put, SL_ELIMIT) op is left untouched for the caller to free. */
+/* Try op on c; queue it, or submit it completed. A put on a closed
+ * channel completes (with SL_ECLOSED, as in sl_alts) rather than fails, so
+ * its callback runs like any other. On failure (SL_ELIMIT) op is left
+ * untouched for the caller to free. */
 static int s_cb_issue(sl__cbop_t *op, sl_chan_t *c, bool is_put, sl__worker_t *worker)
 {
     atomic_store_explicit(&op->park.done, 0, memory_order_relaxed);
@@ -747,11 +749,11 @@ static int s_cb_issue(sl__cbop_t *op, sl_chan_t *c, bool is_put, sl__worker_t *w
     sl__waiter_t *wake = NULL;
     void *got = NULL;
     sl__waitq_t *q = is_put ? &c->puts : &c->takes;
-    bool queued = false, done = false, was_admitted = op->admitted;
+    bool done = false;
     sl__lock(&c->lock);
     int rc = is_put ? s_try_put(c, op->put_val, &wake) : s_try_take(c, &got, &wake);
     if (rc == SL_EAGAIN) {
-        if (q->n >= c->max_pending && !was_admitted) {
+        if (q->n >= c->max_pending && !op->admitted) {
             rc = SL_ELIMIT;
         } else {
             op->chan = sl_chan_ref(c);
@@ -762,13 +764,13 @@ static int s_cb_issue(sl__cbop_t *op, sl_chan_t *c, bool is_put, sl__worker_t *w
                 else
                     s_fixed_dispatch(c, &wake);
             }
-            rc = SL_OK;
-            queued = true; /* completes later, through the queue */
+            rc = SL_OK; /* completes later, through the queue */
             op->admitted = true;
         }
-    } else if (rc == SL_ECLOSED && is_put) {
-        /* put on a closed channel fails at once; the callback never runs */
     } else {
+        /* Done now: SL_OK, or SL_ECLOSED (a put on a closed channel, a take
+         * on a closed and drained one). The callback still runs on a
+         * worker, never on the caller's stack. */
         atomic_store(&op->park.done, 1);
         op->park.status = rc;
         op->park.val = got;
@@ -782,16 +784,6 @@ static int s_cb_issue(sl__cbop_t *op, sl_chan_t *c, bool is_put, sl__worker_t *w
     s_wake(wake);
     if (done)
         sl__sched_submit(worker, &op->task); /* op may be gone after this */
-    if (!queued && !done && was_admitted) {
-        /* A re-issued op refused after all (put after close): report it. */
-        op->park.status = rc;
-        if (op->put_cb)
-            op->put_cb(rc, op->arg);
-        else
-            op->take_cb(rc, NULL, op->arg);
-        free(op);
-        atomic_fetch_sub(&s_cb_pending, 1);
-    }
     return rc;
 }
 

@@ -885,25 +885,55 @@ static void test_chan__take_cb_on_closed_gets_eclosed(void **state)
     sl_chan_destroy(&c);
 }
 
-static void test_chan__put_cb_on_closed_fails_and_never_runs(void **state)
+static void test_chan__put_cb_on_closed_runs_cb_with_eclosed(void **state)
 {
     (void)state;
+    /* As put! in core.async (its callback gets false): the call succeeds,
+     * nothing is put, and the cb runs once, on a worker, with SL_ECLOSED. */
     const sl_buf_t kinds[] = {SL_BUF_NONE, SL_BUF_FIXED, SL_BUF_DROPPING, SL_BUF_SLIDING,
                               SL_BUF_PROMISE};
-    cbrec_t r[5];
     for (int k = 0; k < 5; k++) {
         sl_chan_t *c = sl_chan_new(kinds[k], kinds[k] == SL_BUF_NONE ||
                                                     kinds[k] == SL_BUF_PROMISE ? 0 : 2);
         sl_chan_close(c);
-        memset(&r[k], 0, sizeof r[k]);
-        SL_ASSERT_ERR(sl_put_cb(c, V(1), s_put_cb, &r[k]), SL_ECLOSED);
-        assert_int_equal(s_stats(c).pending_puts, 0);
-        assert_int_equal(s_stats(c).puts, 0);
+        cbrec_t r = {.status = 99};
+        SL_ASSERT_OK(sl_put_cb(c, V(1), s_put_cb, &r));
+        s_wait_calls(&r, 1);
+        assert_int_equal(r.status, SL_ECLOSED);
+        assert_false(pthread_equal(r.thread, pthread_self()));
+        s_assert_on_worker(r.thread);
+        sl_chan_stats_t st = s_stats(c);
+        assert_int_equal(st.pending_puts, 0);
+        assert_int_equal(st.puts, 0);
+        assert_int_equal(st.count, 0);
+        void *v;
+        SL_ASSERT_ERR(sl_poll(c, &v), SL_ECLOSED);
+        assert_int_equal(sl_chan_check(c), 0);
         sl_chan_destroy(&c);
     }
-    sl_sleep_ms(50);
-    for (int k = 0; k < 5; k++)
-        assert_int_equal(atomic_load(&r[k].calls), 0);
+
+    /* Closed while a put_cb waits for room: the put stays takeable (as
+     * every waiting put), and its cb gets SL_OK when it is taken. */
+    sl_chan_t *c = sl_chan_new(SL_BUF_FIXED, 1);
+    SL_ASSERT_OK(sl_offer(c, V(1)));
+    cbrec_t w = {.status = 99};
+    SL_ASSERT_OK(sl_put_cb(c, V(2), s_put_cb, &w));
+    assert_int_equal(s_stats(c).pending_puts, 1);
+    sl_chan_close(c);
+    cbrec_t late = {.status = 99};
+    SL_ASSERT_OK(sl_put_cb(c, V(3), s_put_cb, &late));
+    s_wait_calls(&late, 1);
+    assert_int_equal(late.status, SL_ECLOSED);
+    assert_int_equal(atomic_load(&w.calls), 0);
+    void *v;
+    SL_ASSERT_OK(sl_take(c, &v));
+    assert_int_equal(I(v), 1);
+    SL_ASSERT_OK(sl_take(c, &v));
+    assert_int_equal(I(v), 2);
+    s_wait_calls(&w, 1);
+    assert_int_equal(w.status, SL_OK);
+    SL_ASSERT_ERR(sl_take(c, &v), SL_ECLOSED);
+    sl_chan_destroy(&c);
 }
 
 static void test_chan__callback_bad_args(void **state)
@@ -1492,7 +1522,7 @@ int main(void)
         cmocka_unit_test(test_chan__callbacks_complete_at_once_when_ready),
         cmocka_unit_test(test_chan__put_cb_waits_for_taker),
         cmocka_unit_test(test_chan__take_cb_on_closed_gets_eclosed),
-        cmocka_unit_test(test_chan__put_cb_on_closed_fails_and_never_runs),
+        cmocka_unit_test(test_chan__put_cb_on_closed_runs_cb_with_eclosed),
         cmocka_unit_test(test_chan__callback_bad_args),
         cmocka_unit_test(test_chan__blocking_in_callback_is_edeadlk),
         cmocka_unit_test(test_chan__pending_limit_gives_elimit),

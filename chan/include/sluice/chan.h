@@ -99,9 +99,12 @@ int sl_poll(sl_chan_t *self, void **out);
 
 /* Callback forms (put!/take! in core.async). The operation is queued like
  * a parked one; when it completes, cb runs once on a scheduler thread with
- * the status (and, for take, the value). If the call itself fails
- * (SL_ECLOSED at once for put, SL_ELIMIT, SL_ENOMEM) cb never runs.
- * Callbacks must not block; blocking calls from them return SL_EDEADLK. */
+ * the status (and, for take, the value): SL_OK, or SL_ECLOSED for a put on
+ * a closed channel (nothing was put) and a take on a closed, drained one.
+ * Those calls return SL_OK: the operation completed, with a closed result.
+ * If the call itself fails (SL_EINVAL, SL_ELIMIT, SL_ENOMEM, SL_ESYS) it
+ * returns the code and cb never runs. Callbacks must not block; blocking
+ * calls from them return SL_EDEADLK. */
 typedef void (*sl_put_fn)(int status, void *arg);
 typedef void (*sl_take_fn)(int status, void *value, void *arg);
 int sl_put_cb(sl_chan_t *self, void *v, sl_put_fn cb, void *arg);
