@@ -1,11 +1,16 @@
 /* client_cli_test.c -- the sluice command against a real sluice-node:
- * publish from arguments and stdin, the stats table, consume --exec with
- * its environment and exit-code contract, pause/resume/drain, and the
- * exit codes for bad usage and an unreachable node (which must not hang). */
+ * publish from arguments and stdin (a stream published as it arrives), the
+ * stats table, consume --exec with its environment and exit-code contract,
+ * pause/resume/drain, and the exit codes for bad usage and an unreachable
+ * node (which must not hang). */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "testlib.h"
@@ -85,6 +90,167 @@ static void test_client_cli__publish_args_and_stdin_then_stats(void **state)
     assert_int_equal(s_run(n.endpoint, NULL, &out, "stats", "nosuch", NULL), 1);
     assert_non_null(strstr(out, "no such queue"));
     free(out);
+    sl_testnode_release(&n);
+}
+
+static void test_client_cli__publish_many_lines_from_a_pipe(void **state)
+{
+    (void)state;
+    /* More lines than a batch and than the batches in flight: all go. */
+    enum { N = 3000 };
+    sl_testnode_t n;
+    tc_node_start(&n, NULL);
+    size_t cap = N * 16, len = 0;
+    char *input = malloc(cap);
+    assert_non_null(input);
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(input + len, cap - len, "job-%d\n", i);
+    const char *lingers[] = {"5", "0"};
+    for (int k = 0; k < 2; k++) {
+        char *out;
+        assert_int_equal(s_run(n.endpoint, input, &out, "publish", "bulk", "--linger", lingers[k],
+                               NULL),
+                         0);
+        assert_int_equal(s_count_lines_with(out, " accepted\n"), N);
+        free(out);
+    }
+    free(input);
+    sl_client_t *c = tc_client(n.endpoint);
+    sl_queue_stats_t st = tc_stats(c, "bulk");
+    assert_int_equal(st.published, 2 * N);
+    assert_int_equal(st.depth, 2 * N);
+    sl_client_destroy(&c);
+    sl_testnode_release(&n);
+}
+
+/* The CLI with stdin and stdout on two FIFOs, so the test writes its input
+ * a little at a time and reads what it prints meanwhile. sl_testproc_run
+ * runs it (on a thread: it returns at exit) for the environment, the
+ * deadline and the exit status. */
+typedef struct {
+    char *argv[16];
+    const char *env[3];
+    int rc;
+    char *captured;
+} fifo_run_t;
+
+static void *s_fifo_runner(void *arg)
+{
+    fifo_run_t *r = arg;
+    r->rc = sl_testproc_run(r->argv, r->env, NULL, (int)tc_patience_ms() * 2, &r->captured);
+    return NULL;
+}
+
+/* Read from fd into *buf (size *len, NUL terminated) until it holds want
+ * lines with needle, end of file, or the patience runs out. */
+static int s_read_until(int fd, char **buf, size_t *len, const char *needle, int want)
+{
+    int64_t end = sl_deadline_ms(tc_patience_ms());
+    while (s_count_lines_with(*buf, needle) < want) {
+        int left = (int)((end - sl_now()) / 1000000);
+        if (left <= 0)
+            break;
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, left) <= 0)
+            continue;
+        char chunk[4096];
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            assert_true(errno == EINTR || errno == EAGAIN);
+            continue;
+        }
+        *buf = realloc(*buf, *len + (size_t)r + 1);
+        memcpy(*buf + *len, chunk, (size_t)r);
+        *len += (size_t)r;
+        (*buf)[*len] = '\0';
+    }
+    return s_count_lines_with(*buf, needle);
+}
+
+static void s_write_all(int fd, const char *text)
+{
+    size_t left = strlen(text);
+    while (left > 0) {
+        ssize_t w = write(fd, text, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        assert_true(w > 0);
+        text += w;
+        left -= (size_t)w;
+    }
+}
+
+static void test_client_cli__publish_streams_stdin_as_it_arrives(void **state)
+{
+    (void)state;
+    sl_testnode_t n;
+    tc_node_start(&n, NULL);
+    char dir[] = "/tmp/sluice-cli-stream-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char in_path[64], out_path[64], in_env[80], out_env[80];
+    snprintf(in_path, sizeof in_path, "%s/in", dir);
+    snprintf(out_path, sizeof out_path, "%s/out", dir);
+    assert_int_equal(mkfifo(in_path, 0600), 0);
+    assert_int_equal(mkfifo(out_path, 0600), 0);
+    snprintf(in_env, sizeof in_env, "SLT_IN=%s", in_path);
+    snprintf(out_env, sizeof out_env, "SLT_OUT=%s", out_path);
+    fifo_run_t r = {
+        .argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\" <\"$SLT_IN\" >\"$SLT_OUT\" 2>&1",
+                 SLUICE_CLI_BIN, "--endpoint", n.endpoint, "publish", "stream", NULL},
+        .env = {in_env, out_env, NULL},
+        .rc = 99,
+    };
+    pthread_t t = sl_test_thread(s_fifo_runner, &r);
+
+    /* The shell opens in, then out: open ours in the same order. */
+    int in = -1;
+    int64_t end = sl_deadline_ms(tc_patience_ms());
+    while ((in = open(in_path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0 && sl_now() < end) {
+        assert_int_equal(errno, ENXIO); /* no reader yet */
+        sl_sleep_ms(5);
+    }
+    assert_true(in >= 0);
+    int out = open(out_path, O_RDONLY | O_CLOEXEC);
+    assert_true(out >= 0);
+    sl_client_t *c = tc_client(n.endpoint);
+    char *text = calloc(1, 1);
+    size_t len = 0;
+
+    /* Three lines, stdin left open: published and confirmed now, not at
+     * the end of input. */
+    s_write_all(in, "one\ntwo\nthree\n");
+    assert_int_equal(s_read_until(out, &text, &len, " accepted\n", 3), 3);
+    sl_queue_stats_t st = tc_stats(c, "stream");
+    assert_int_equal(st.published, 3);
+    assert_int_equal(st.depth, 3);
+
+    /* One more: its confirm is printed as it comes, not batches later. */
+    s_write_all(in, "four\n");
+    assert_int_equal(s_read_until(out, &text, &len, " accepted\n", 4), 4);
+    assert_int_equal(tc_stats(c, "stream").published, 4);
+
+    /* A partial line waits for its end: end of input completes it. */
+    s_write_all(in, "fi");
+    sl_sleep_ms(50);
+    assert_int_equal(tc_stats(c, "stream").published, 4);
+    s_write_all(in, "ve");
+    close(in);
+    assert_int_equal(s_read_until(out, &text, &len, " accepted\n", 6), 5); /* up to EOF */
+    sl_test_join(t);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.captured, ""); /* everything went to the FIFO */
+    assert_int_equal(s_count_lines_with(text, "\n"), 5); /* and only confirms */
+    assert_int_equal(tc_stats(c, "stream").published, 5);
+
+    free(text);
+    free(r.captured);
+    close(out);
+    unlink(in_path);
+    unlink(out_path);
+    rmdir(dir);
+    sl_client_destroy(&c);
     sl_testnode_release(&n);
 }
 
@@ -213,6 +379,9 @@ static void test_client_cli__usage_errors_exit_2(void **state)
     assert_int_equal(s_run(NULL, NULL, &out, "publish", "q", "--priority", "12", "x", NULL), 2);
     assert_non_null(strstr(out, "--priority"));
     free(out);
+    assert_int_equal(s_run(NULL, NULL, &out, "publish", "q", "--linger", "-1", "x", NULL), 2);
+    assert_non_null(strstr(out, "--linger"));
+    free(out);
     assert_int_equal(s_run(NULL, NULL, &out, "consume", "q", NULL), 2);
     assert_non_null(strstr(out, "--exec"));
     free(out);
@@ -246,6 +415,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_client_cli__publish_args_and_stdin_then_stats),
+        cmocka_unit_test(test_client_cli__publish_many_lines_from_a_pipe),
+        cmocka_unit_test(test_client_cli__publish_streams_stdin_as_it_arrives),
         cmocka_unit_test(test_client_cli__consume_exec_env_and_exit_codes),
         cmocka_unit_test(test_client_cli__pause_resume_drain),
         cmocka_unit_test(test_client_cli__blocked_publish_times_out_with_reason),
