@@ -1,33 +1,83 @@
-/* admin.c -- Admin requests: STATS, PAUSE, RESUME, DRAIN. Runs on the
- * engine; every reply is built and freed within the call. */
-#include <errno.h>
-#include <inttypes.h>
-#include <stdarg.h>
+/* admin.c -- Admin requests: STATS (one queue, or every queue in pages
+ * sorted by name), PAUSE, RESUME, DRAIN. Runs on the engine; every reply
+ * is built and freed within the call, and never exceeds max-frame. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "node_int.h"
-#include "sluice/sched.h"
+#include "sluice/name.h"
 
-/* --- admin --------------------------------------------------------------- */
+#define SL__PAGE_DEFAULT 1000 /* queues per STATS page when limit is 0 */
 
-typedef struct {
-    Sluice__V1__QueueStats *stats;
-    Sluice__V1__QueueStats **ptrs;
-    size_t n;
-} sl__stats_acc_t;
-
-static void s_stats_one(const void *k, size_t len, void *val, void *arg)
+static void s_fill(sl__queue_t *q, Sluice__V1__QueueStats *st)
 {
-    (void)k;
+    sl__queue_stats(q, st);
+    sl__rates_get(q, q->node->o.heartbeat_ms, &st->publish_rate, &st->ack_rate);
+}
+
+/* The page: queues named after `after`, the k smallest names, kept in a
+ * max-heap of at most cap entries while the map is walked (O(n log k)). */
+typedef struct {
+    const char *after;
+    sl__queue_t **heap;
+    size_t k, cap;
+    size_t total;               /* queues named after `after`            */
+} sl__page_t;
+
+static void s_sift_down(sl__queue_t **h, size_t k, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < k && strcmp(h[l]->name, h[m]->name) > 0)
+            m = l;
+        if (r < k && strcmp(h[r]->name, h[m]->name) > 0)
+            m = r;
+        if (m == i)
+            return;
+        sl__queue_t *x = h[m];
+        h[m] = h[i];
+        h[i] = x;
+        i = m;
+    }
+}
+
+static void s_page_one(const void *key, size_t len, void *val, void *arg)
+{
+    (void)key;
     (void)len;
-    sl__stats_acc_t *a = arg;
-    sl__queue_stats(val, &a->stats[a->n]);
-    sl__rates_get(val, ((sl__queue_t *)val)->node->o.heartbeat_ms, &a->stats[a->n].publish_rate,
-                  &a->stats[a->n].ack_rate);
-    a->ptrs[a->n] = &a->stats[a->n];
-    a->n++;
+    sl__page_t *pg = arg;
+    sl__queue_t *q = val;
+    if (pg->after && strcmp(q->name, pg->after) <= 0)
+        return;
+    pg->total++;
+    if (pg->k < pg->cap) {
+        size_t i = pg->k++;
+        pg->heap[i] = q;
+        while (i > 0 && strcmp(pg->heap[(i - 1) / 2]->name, pg->heap[i]->name) < 0) {
+            sl__queue_t *x = pg->heap[(i - 1) / 2];
+            pg->heap[(i - 1) / 2] = pg->heap[i];
+            pg->heap[i] = x;
+            i = (i - 1) / 2;
+        }
+    } else if (strcmp(q->name, pg->heap[0]->name) < 0) {
+        pg->heap[0] = q;
+        s_sift_down(pg->heap, pg->k, 0);
+    }
+}
+
+static int s_by_name(const void *a, const void *b)
+{
+    return strcmp((*(sl__queue_t *const *)a)->name, (*(sl__queue_t *const *)b)->name);
+}
+
+static void s_reply(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__AdminReply *r)
+{
+    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+    env.corr = corr;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_ADMIN_REPLY;
+    env.admin_reply = r;
+    sl__send(n, p->rid, p->rid_len, &env);
 }
 
 void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a)
@@ -38,47 +88,92 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
     r.epoch = n->epoch;
     r.peers = sl__map_size(n->peers);
     r.bad_messages = n->bad_messages;
-    sl__queue_t *q = NULL;
-    bool one = a->queue && a->queue[0];
-    if (one)
-        q = sl__queue_get(n, a->queue, false, NULL);
-    if (a->op != SLUICE__V1__ADMIN__OP__STATS) {
-        if (!q) {
-            e.code = one ? SLUICE__V1__ERROR__CODE__BAD_QUEUE : SLUICE__V1__ERROR__CODE__BAD_MESSAGE;
-            e.text = one ? "no such queue" : "queue required";
-            r.error = &e;
-        } else if (a->op == SLUICE__V1__ADMIN__OP__PAUSE) {
-            q->paused = true;
-        } else if (a->op == SLUICE__V1__ADMIN__OP__RESUME) {
-            q->paused = false;
-            q->draining = false;
-        } else if (a->op == SLUICE__V1__ADMIN__OP__DRAIN) {
-            q->draining = true;
-        }
-        if (q)
-            sl__queue_wake(q);
-    }
-    size_t cap = one ? 1 : sl__map_size(n->queues);
-    sl__stats_acc_t acc = {calloc(cap + 1, sizeof *acc.stats), calloc(cap + 1, sizeof *acc.ptrs), 0};
-    if (!acc.stats || !acc.ptrs)
-        abort();
-    if (one && q)
-        s_stats_one(NULL, 0, q, &acc);
-    else if (!one)
-        sl__map_each(n->queues, s_stats_one, &acc);
-    if (one && !q && a->op == SLUICE__V1__ADMIN__OP__STATS) {
-        e.code = SLUICE__V1__ERROR__CODE__BAD_QUEUE;
-        e.text = "no such queue";
+    r.queues_total = sl__map_size(n->queues);
+    r.queues_forgotten = n->queues_forgotten;
+    r.peers_cut = n->peers_cut;
+    r.replies_dropped = n->replies_dropped;
+    r.oom = n->oom;
+    const char *name = a->queue ? a->queue : "";
+    bool one = name[0] != '\0';
+    if (a->op > SLUICE__V1__ADMIN__OP__DRAIN) {
+        e.code = SLUICE__V1__ERROR__CODE__BAD_MESSAGE;
+        e.text = "operation not served by a node";
         r.error = &e;
+        s_reply(n, p, corr, &r);
+        return;
     }
-    r.n_queues = acc.n;
-    r.queues = acc.ptrs;
-    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
-    env.corr = corr;
-    env.body_case = SLUICE__V1__ENVELOPE__BODY_ADMIN_REPLY;
-    env.admin_reply = &r;
-    sl__send(n, p->rid, p->rid_len, &env);
-    free(acc.stats);
-    free(acc.ptrs);
+    if (!one && a->op != SLUICE__V1__ADMIN__OP__STATS) {
+        e.code = SLUICE__V1__ERROR__CODE__BAD_MESSAGE;
+        e.text = "queue required";
+        r.error = &e;
+        s_reply(n, p, corr, &r);
+        return;
+    }
+    if (one) {
+        Sluice__V1__QueueStats st;
+        Sluice__V1__QueueStats *ptr = &st;
+        sl__queue_t *q = NULL;
+        if (!sl_queue_name_ok_str(name)) {
+            e.code = SLUICE__V1__ERROR__CODE__BAD_QUEUE;
+            e.text = "invalid queue name: " SL_QUEUE_NAME_RULE;
+            r.error = &e;
+        } else if (!(q = sl__queue_get(n, name, false, NULL))) {
+            e.code = SLUICE__V1__ERROR__CODE__BAD_QUEUE;
+            e.text = "no such queue";
+            r.error = &e;
+        } else {
+            if (a->op == SLUICE__V1__ADMIN__OP__PAUSE) {
+                q->paused = true;
+            } else if (a->op == SLUICE__V1__ADMIN__OP__RESUME) {
+                q->paused = false;
+                q->draining = false;
+            } else if (a->op == SLUICE__V1__ADMIN__OP__DRAIN) {
+                q->draining = true;
+            }
+            sl__queue_wake(q);
+            s_fill(q, &st);
+            r.n_queues = 1;
+            r.queues = &ptr;
+        }
+        s_reply(n, p, corr, &r);
+        return;
+    }
+    /* Every queue, a page at a time. */
+    size_t cap = a->limit ? a->limit : SL__PAGE_DEFAULT;
+    if (cap > r.queues_total)
+        cap = r.queues_total;
+    sl__page_t pg = {a->after && a->after[0] ? a->after : NULL, NULL, 0, cap, 0};
+    Sluice__V1__QueueStats *stats = calloc(cap + 1, sizeof *stats);
+    Sluice__V1__QueueStats **ptrs = calloc(cap + 1, sizeof *ptrs);
+    pg.heap = calloc(cap + 1, sizeof *pg.heap);
+    if (!stats || !ptrs || !pg.heap) {
+        n->oom++;
+        e.code = SLUICE__V1__ERROR__CODE__LIMIT;
+        e.text = "out of memory: ask for a smaller page (limit)";
+        r.error = &e;
+        s_reply(n, p, corr, &r);
+        goto done;
+    }
+    if (cap)
+        sl__map_each(n->queues, s_page_one, &pg);
+    qsort(pg.heap, pg.k, sizeof *pg.heap, s_by_name);
+    /* As many as fit in max-frame, with room for the reply's own fields. */
+    size_t budget = n->o.max_frame - 1024, used = 0, k = 0;
+    for (; k < pg.k; k++) {
+        s_fill(pg.heap[k], &stats[k]);
+        size_t sz = sluice__v1__queue_stats__get_packed_size(&stats[k]) + 8;
+        if (k > 0 && used + sz > budget)
+            break;
+        used += sz;
+        ptrs[k] = &stats[k];
+    }
+    r.n_queues = k;
+    r.queues = ptrs;
+    if (k && k < pg.total) /* more after this page */
+        r.next = pg.heap[k - 1]->name;
+    s_reply(n, p, corr, &r);
+done:
+    free(stats);
+    free(ptrs);
+    free(pg.heap);
 }
-

@@ -3,6 +3,7 @@
  * handlers off the inbound channel, dispatches them, runs timers and
  * heartbeats. It never touches the socket and never runs user code. */
 #define _GNU_SOURCE
+#include <malloc.h>
 #include <time.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "node_int.h"
+#include "sluice/name.h"
 #include "sluice/sched.h"
 
 /* --- message dispatch ----------------------------------------------------- */
@@ -41,19 +43,36 @@ static const char *s_code_text(Sluice__V1__Error__Code c)
 }
 
 /* Place each job of a Publish in order, then confirm them all (now, or
- * once the last blocked one is placed). Takes the jobs: jobs[i] is NULLed. */
-static void s_publish_jobs(sl__node_t *n, sl__peer_t *p, uint64_t corr, sl__job_t **jobs,
-                           size_t k)
+ * once the last blocked one is placed). Takes the jobs: each is freed or
+ * owned by its queue when this returns. */
+static void s_publish_jobs(sl__node_t *n, const uint8_t *rid, size_t rid_len, uint64_t corr,
+                           uint64_t node_epoch, sl__job_t **jobs, size_t k)
 {
-    sl__pubctx_t *ctx = sl__pub_new(p->rid, p->rid_len, corr, jobs, k);
-    /* Each job costs a random probe of n->ids: start them all at once. */
-    for (size_t i = 0; i < k; i++)
-        if (jobs[i]->id_len == 16)
-            sl__idmap_prefetch(n->ids, jobs[i]->id);
-    for (size_t i = 0; i < k; i++) {
-        sl__job_t *j = jobs[i];
-        jobs[i] = NULL; /* the job now belongs to the queue */
-        sl__queue_publish(n, j, ctx, i);
+    sl__pubctx_t *ctx = sl__pub_new(rid, rid_len, corr, jobs, k);
+    if (!ctx) {
+        for (size_t i = 0; i < k; i++)
+            sl__job_free(jobs[i]);
+        n->oom++;
+        sl__send_error(n, rid, rid_len, corr, SLUICE__V1__ERROR__CODE__LIMIT,
+                       "out of memory: publish not taken, resend later");
+        return;
+    }
+    if (node_epoch && node_epoch != n->epoch) {
+        /* Meant for an earlier incarnation of this node: the producer has
+         * or will resend it where it now belongs. */
+        for (size_t i = 0; i < k; i++) {
+            sl__job_free(jobs[i]);
+            sl__pub_settle(n, ctx, i, SLUICE__V1__JOB_CONFIRM__STATUS__REJECTED,
+                           SLUICE__V1__ERROR__CODE__STALE_EPOCH,
+                           "stale node epoch: publish meant for an earlier incarnation", 0);
+        }
+    } else {
+        /* Each job costs a random probe of n->ids: start them all at once. */
+        for (size_t i = 0; i < k; i++)
+            if (jobs[i]->id_len == 16)
+                sl__idmap_prefetch(n->ids, jobs[i]->id);
+        for (size_t i = 0; i < k; i++)
+            sl__queue_publish(n, jobs[i], ctx, i); /* the job is the queue's now */
     }
     /* The extra count kept the confirm from going out half-built. */
     if (--ctx->remaining == 0)
@@ -66,13 +85,14 @@ static void s_publish(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__P
 {
     size_t k = pub->n_jobs;
     sl__job_t **jobs = calloc(k + 1, sizeof *jobs);
+    uint8_t *buf = NULL;
     if (!jobs)
-        abort();
+        goto oom;
     for (size_t i = 0; i < k; i++) {
         size_t len = sluice__v1__job__get_packed_size(pub->jobs[i]);
-        uint8_t *buf = malloc(len ? len : 1);
+        buf = malloc(len ? len : 1);
         if (!buf)
-            abort();
+            goto oom;
         len = sluice__v1__job__pack(pub->jobs[i], buf);
         sl__pb_job_t v;
         if (sl__pb_job(buf, len, &v) != 0) {
@@ -84,7 +104,7 @@ static void s_publish(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__P
             free(buf);
             buf = malloc(pj->id.len + ql + 1);
             if (!buf)
-                abort();
+                goto oom;
             memset(&v, 0, sizeof v);
             v.id = buf;
             v.id_len = pj->id.len;
@@ -99,9 +119,21 @@ static void s_publish(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__P
         }
         jobs[i] = sl__job_new(buf, len, &v);
         free(buf);
+        buf = NULL;
+        if (!jobs[i])
+            goto oom;
     }
-    s_publish_jobs(n, p, corr, jobs, k);
+    s_publish_jobs(n, p->rid, p->rid_len, corr, pub->node_epoch, jobs, k);
     free(jobs);
+    return;
+oom:
+    free(buf);
+    for (size_t i = 0; jobs && i < k; i++)
+        sl__job_free(jobs[i]);
+    free(jobs);
+    n->oom++;
+    sl__send_error(n, p->rid, p->rid_len, corr, SLUICE__V1__ERROR__CODE__LIMIT,
+                   "out of memory: publish not taken, resend later");
 }
 
 /* Ack{items}: each lease settled; a refused one gets a LeaseReply. */
@@ -135,59 +167,121 @@ static void s_ack(sl__node_t *n, sl__peer_t *p, uint64_t corr, const sl__jobwire
     }
 }
 
+static void s_subscribe_reply(sl__node_t *n, sl__peer_t *p, uint64_t corr, const char *queue,
+                              bool subscribed, uint32_t credit, uint32_t returned)
+{
+    Sluice__V1__SubscribeReply r = SLUICE__V1__SUBSCRIBE_REPLY__INIT;
+    r.queue = (char *)queue;
+    r.subscribed = subscribed;
+    r.credit = credit;
+    r.returned = returned;
+    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+    env.corr = corr;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY;
+    env.subscribe_reply = &r;
+    sl__send(n, p->rid, p->rid_len, &env);
+}
+
+static void s_bad_queue(sl__node_t *n, sl__peer_t *p, uint64_t corr, const char *name)
+{
+    sl__send_error(n, p->rid, p->rid_len, corr, SLUICE__V1__ERROR__CODE__BAD_QUEUE,
+                   "invalid queue name '%.128s': " SL_QUEUE_NAME_RULE, name ? name : "");
+}
+
+static void s_subscribe(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Subscribe *s)
+{
+    const char *name = s->queue ? s->queue : "";
+    if (!sl_queue_name_ok_str(name)) {
+        s_bad_queue(n, p, corr, name);
+        return;
+    }
+    if (!sl__member_subscribe_ok(n, p->rid, p->rid_len, corr, s))
+        return; /* answered STALE_EPOCH */
+    int err = SL_OK;
+    sl__queue_t *q = sl__queue_get(n, name, true, &err);
+    sl__consumer_t *c = q ? sl__consumer_find(n, p, q) : NULL;
+    if (q && !c)
+        c = sl__consumer_new(n, p, q);
+    if (!c) {
+        if (!q && err == SL_EINVAL)
+            s_bad_queue(n, p, corr, name);
+        else
+            sl__send_error(n, p->rid, p->rid_len, corr, SLUICE__V1__ERROR__CODE__LIMIT,
+                           "cannot subscribe to '%.128s': %s%s", name, sl_strerror(err),
+                           err == SL_ELIMIT ? " (max-queues)" : "");
+        if (q)
+            sl__queue_idle_check(n, q);
+        return;
+    }
+    c->credit = s->credit > SL__CREDIT_MAX ? SL__CREDIT_MAX : s->credit;
+    sl__queue_wake(q);
+    s_subscribe_reply(n, p, corr, q->name, true, c->credit, 0);
+}
+
 static void s_handle_env(sl__node_t *n, sl__in_t *m)
 {
     Sluice__V1__Envelope *env = m->env;
     sl__peer_t *p = sl__peer_get(n, m->rid, m->rid_len);
+    if (!p) {
+        sl__send_error(n, m->rid, m->rid_len, env->corr, SLUICE__V1__ERROR__CODE__LIMIT,
+                       "out of memory: request not taken, resend later");
+        return;
+    }
     Sluice__V1__Error__Code code = SLUICE__V1__ERROR__CODE__UNKNOWN;
-    int err = SL_OK;
+    if (m->nul_field) {
+        /* protobuf-c cut a string at a NUL byte: act on no part of it. */
+        n->bad_messages++;
+        bool queue = strcmp(m->nul_field, "queue") == 0;
+        sl__send_error(n, p->rid, p->rid_len, env->corr,
+                       queue ? SLUICE__V1__ERROR__CODE__BAD_QUEUE
+                             : SLUICE__V1__ERROR__CODE__BAD_MESSAGE,
+                       "%s: a NUL byte in string field '%s'",
+                       queue ? "invalid queue name" : "malformed message", m->nul_field);
+        return;
+    }
     switch (env->body_case) {
     case SLUICE__V1__ENVELOPE__BODY_PUBLISH:
         s_publish(n, p, env->corr, env->publish);
         break;
-    case SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE: {
-        Sluice__V1__Subscribe *s = env->subscribe;
-        if (!sl__member_subscribe_ok(n, p->rid, p->rid_len, env->corr, s))
-            break; /* answered STALE_EPOCH */
-        sl__queue_t *q = sl__queue_get(n, s->queue ? s->queue : "", true, &err);
-        if (!q) {
-            sl__send_error(n, p->rid, p->rid_len, env->corr, SLUICE__V1__ERROR__CODE__BAD_QUEUE,
-                           "invalid queue name '%.128s'", s->queue ? s->queue : "");
-            break;
-        }
-        sl__consumer_t *c = sl__consumer_find(p, q);
-        if (!c)
-            c = sl__consumer_new(p, q);
-        c->credit = s->credit;
-        sl__queue_wake(q);
+    case SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE:
+        s_subscribe(n, p, env->corr, env->subscribe);
         break;
-    }
     case SLUICE__V1__ENVELOPE__BODY_CREDIT: {
         Sluice__V1__Credit *cr = env->credit;
-        sl__queue_t *q = sl__queue_get(n, cr->queue ? cr->queue : "", false, NULL);
-        sl__consumer_t *c = q ? sl__consumer_find(p, q) : NULL;
+        const char *name = cr->queue ? cr->queue : "";
+        if (!sl_queue_name_ok_str(name)) {
+            s_bad_queue(n, p, env->corr, name);
+            break;
+        }
+        sl__queue_t *q = sl__queue_get(n, name, false, NULL);
+        sl__consumer_t *c = q ? sl__consumer_find(n, p, q) : NULL;
         if (!c) {
             sl__send_error(n, p->rid, p->rid_len, env->corr,
                            SLUICE__V1__ERROR__CODE__NOT_SUBSCRIBED, "not subscribed to '%.128s'",
-                           cr->queue ? cr->queue : "");
+                           name);
             break;
         }
         uint64_t credit = (uint64_t)c->credit + cr->credit;
-        c->credit = credit > 1000000 ? 1000000 : (uint32_t)credit;
+        c->credit = credit > SL__CREDIT_MAX ? SL__CREDIT_MAX : (uint32_t)credit;
         sl__queue_wake(q);
         break;
     }
     case SLUICE__V1__ENVELOPE__BODY_UNSUBSCRIBE: {
-        const char *qn = env->unsubscribe->queue ? env->unsubscribe->queue : "";
-        sl__queue_t *q = sl__queue_get(n, qn, false, NULL);
-        sl__consumer_t *c = q ? sl__consumer_find(p, q) : NULL;
-        if (c) {
-            sl__consumer_t **pp = &p->consumers;
-            while (*pp != c)
-                pp = &(*pp)->pnext;
-            *pp = c->pnext;
-            sl__consumer_drop(n, c);
+        const char *name = env->unsubscribe->queue ? env->unsubscribe->queue : "";
+        if (!sl_queue_name_ok_str(name)) {
+            s_bad_queue(n, p, env->corr, name);
+            break;
         }
+        sl__queue_t *q = sl__queue_get(n, name, false, NULL);
+        sl__consumer_t *c = q ? sl__consumer_find(n, p, q) : NULL;
+        if (!c) {
+            sl__send_error(n, p->rid, p->rid_len, env->corr,
+                           SLUICE__V1__ERROR__CODE__NOT_SUBSCRIBED, "not subscribed to '%.128s'",
+                           name);
+            break;
+        }
+        uint32_t returned = sl__consumer_drop(n, c);
+        s_subscribe_reply(n, p, env->corr, q->name, false, 0, returned);
         break;
     }
     case SLUICE__V1__ENVELOPE__BODY_ACK:
@@ -232,11 +326,19 @@ static void s_handle(sl__node_t *n, sl__in_t *m)
         s_handle_env(n, m);
         break;
     case SL__IN_PUBLISH:
-        s_publish_jobs(n, sl__peer_get(n, m->rid, m->rid_len), m->corr, m->jobs, m->n);
+        sl__peer_get(n, m->rid, m->rid_len); /* a sign of life; NULL is fine */
+        s_publish_jobs(n, m->rid, m->rid_len, m->corr, m->node_epoch, m->jobs, m->n);
+        m->n = 0; /* the jobs are taken */
         break;
-    case SL__IN_ACK:
-        s_ack(n, sl__peer_get(n, m->rid, m->rid_len), m->corr, m->leases, m->n);
+    case SL__IN_ACK: {
+        sl__peer_t *p = sl__peer_get(n, m->rid, m->rid_len);
+        if (p)
+            s_ack(n, p, m->corr, m->leases, m->n);
+        else
+            sl__send_error(n, m->rid, m->rid_len, m->corr, SLUICE__V1__ERROR__CODE__LIMIT,
+                           "out of memory: acks not taken, resend later");
         break;
+    }
     case SL__IN_BAD:
         n->bad_messages++;
         if (m->rid_len) {
@@ -272,34 +374,6 @@ static void s_handle(sl__node_t *n, sl__in_t *m)
     sl__in_free(m);
 }
 
-static void s_run_timers(sl__node_t *n)
-{
-    int64_t now = sl__mono_ms();
-    sl__lease_expiry(n, now);
-    while (n->heap_n && n->heap[0].when <= now) {
-        sl__tmr_t t = n->heap[0];
-        n->heap[0] = n->heap[--n->heap_n];
-        for (size_t i = 0;;) { /* sift down */
-            size_t l = 2 * i + 1, r = l + 1, m = i;
-            if (l < n->heap_n && n->heap[l].when < n->heap[m].when)
-                m = l;
-            if (r < n->heap_n && n->heap[r].when < n->heap[m].when)
-                m = r;
-            if (m == i)
-                break;
-            sl__tmr_t x = n->heap[m];
-            n->heap[m] = n->heap[i];
-            n->heap[i] = x;
-            i = m;
-        }
-        sl__queue_timer(n, &t);
-    }
-}
-
-typedef struct {
-    sl_node_report_t *r;
-} sl__count_t;
-
 static void s_count_queue(const void *k, size_t len, void *val, void *arg)
 {
     (void)k;
@@ -311,21 +385,6 @@ static void s_count_queue(const void *k, size_t len, void *val, void *arg)
     r->in_flight += q->in_flight;
     r->dead += q->dead;
     r->waiting_publishes += q->waiting;
-}
-
-static void s_wake_queue(const void *k, size_t len, void *val, void *arg)
-{
-    (void)k;
-    (void)len;
-    (void)arg;
-    sl__queue_wake(val);
-}
-
-static void s_count_running(const void *k, size_t len, void *val, void *arg)
-{
-    (void)k;
-    (void)len;
-    *(int *)arg += ((sl__queue_t *)val)->running ? 1 : 0;
 }
 
 /* Wall ms minus monotonic ms, from the two clocks read in ns: truncating
@@ -345,6 +404,7 @@ void *sl__engine_main(void *arg)
     n->last_heartbeat = sl__mono_ms();
     n->wall_off = s_wall_offset();
     sl__member_tick(n); /* the first status goes out at once */
+    bool more = false;  /* deliveries left on the run list */
     for (;;) {
         int64_t now = sl__mono_ms();
         int64_t next = n->last_heartbeat + n->o.heartbeat_ms;
@@ -354,19 +414,29 @@ void *sl__engine_main(void *arg)
             next = n->expiry_head->lease_expires;
         if (n->stopping && n->stop_deadline < next)
             next = n->stop_deadline;
+        if (more)
+            next = now; /* do not sleep: take what came in, then deliver */
         void *v;
-        int rc = sl_take_until(n->inbound, &v, sl_now() + (next - now) * 1000000);
+        int rc = more ? sl_poll(n->inbound, &v)
+                      : sl_take_until(n->inbound, &v, sl_now() + (next - now) * 1000000);
         if (rc == SL_OK) {
             s_handle(n, v);
             for (int i = 0; i < SL__READ_BURST && sl_poll(n->inbound, &v) == SL_OK; i++)
                 s_handle(n, v);
         }
-        s_run_timers(n);
+        sl__timer_run(n);
+        more = sl__deliver_run(n, SL__DELIVER_BUDGET);
         if (sl__mono_ms() - n->last_heartbeat >= n->o.heartbeat_ms) {
             n->last_heartbeat = sl__mono_ms();
             n->wall_off = s_wall_offset();
-            sl__heartbeat(n);
+            uint64_t forgotten = n->queues_forgotten;
+            size_t gone = sl__heartbeat(n);
+            sl__queue_sweep(n, n->last_heartbeat);
             sl__member_tick(n);
+            /* Peers and queues forgotten in numbers leave freed memory
+             * scattered over the heap: give it back to the system. */
+            if (gone + (n->queues_forgotten - forgotten) >= 64)
+                malloc_trim(0);
         }
         if (n->stopping) {
             sl_node_report_t r = {0};
@@ -378,16 +448,5 @@ void *sl__engine_main(void *arg)
             }
         }
     }
-    /* Delivery coroutines share this worker: wake them and let them run
-     * until each has returned, so none touches a queue after destroy. */
-    for (;;) {
-        int running = 0;
-        sl__map_each(n->queues, s_count_running, &running);
-        if (!running)
-            break;
-        sl__map_each(n->queues, s_wake_queue, NULL);
-        sl_sleep_ms(1);
-    }
     return NULL;
 }
-

@@ -24,8 +24,8 @@ int sl__jobwire_envelope(const uint8_t *p, size_t len, uint64_t *corr, const uin
             kind = f.num == 10 ? SL__JW_PUBLISH : SL__JW_ACK;
             *body = f.data;
             *body_len = f.len;
-        } else if (f.num >= 11 && f.num <= 30) {
-            return SL__JW_OTHER; /* another kind of body */
+        } else if (f.num >= 11) {
+            return SL__JW_OTHER; /* another kind of body, or one we do not know */
         }
     }
     return rc < 0 ? SL__JW_OTHER : kind;
@@ -49,6 +49,17 @@ long sl__jobwire_publish(const uint8_t *p, size_t len, const uint8_t **jobs, siz
         n++;
     }
     return rc < 0 ? -1 : n;
+}
+
+uint64_t sl__jobwire_publish_epoch(const uint8_t *p, size_t len)
+{
+    sl__pb_rd_t r = {p, p + len};
+    sl__pb_field_t f;
+    uint64_t epoch = 0;
+    while (sl__pb_next(&r, &f) > 0)
+        if (f.num == 2 && f.wt == SL__PB_VARINT)
+            epoch = f.v; /* the last one wins, as in protobuf */
+    return epoch;
 }
 
 /* One Lease message into l: 0, or -1 (also for a job id not 16 bytes). */

@@ -40,6 +40,10 @@ int sl__jobwire_envelope(const uint8_t *p, size_t len, uint64_t *corr, const uin
  * job's bytes go to jobs[i] / lens[i]. */
 long sl__jobwire_publish(const uint8_t *p, size_t len, const uint8_t **jobs, size_t *lens);
 
+/* Publish.node_epoch of a Publish body sl__jobwire_publish accepted (0
+ * when absent). */
+uint64_t sl__jobwire_publish_epoch(const uint8_t *p, size_t len);
+
 
 /* The leases of an Ack body: their number, or -1 if an item has no lease,
  * a job id of other than 16 bytes, a lease given twice, or anything

@@ -13,11 +13,12 @@
 
 /* --- in-process handlers ---------------------------------------------------- */
 
+/* The verdict goes back in the message made with the delivery (so it
+ * cannot fail for want of memory here); the message is the engine's now. */
 static void s_local_result(sl__node_t *n, sl__reg_t *r, sl__local_job_t *lj, int verdict)
 {
-    sl__in_t *m = calloc(1, sizeof *m);
-    if (!m)
-        abort();
+    sl__in_t *m = lj->result;
+    lj->result = NULL;
     m->kind = verdict == SL_NODE_ACK     ? SL__IN_LOCAL_ACK
               : verdict == SL_NODE_RETRY ? SL__IN_LOCAL_RETRY
                                          : SL__IN_LOCAL_FAIL;
@@ -37,6 +38,7 @@ static void *s_local_worker(void *arg)
         int verdict = r->fn(&lj->view, r->arg);
         if (atomic_load(&r->node->stopping) < 2) /* engine still listening */
             s_local_result(r->node, r, lj, verdict);
+        free(lj->result);
         free(lj);
     }
     atomic_fetch_sub(&r->live, 1);
@@ -48,11 +50,13 @@ void sl__local_register(sl__node_t *n, sl__reg_t *r)
     int err = SL_OK;
     sl__queue_t *q = sl__queue_get(n, r->queue, true, &err);
     if (q) {
-        sl__consumer_t *c = sl__consumer_find(n->local_peer, q);
+        sl__consumer_t *c = sl__consumer_find(n, n->local_peer, q);
         if (c) {
             err = SL_ESTATE; /* one in-process handler per queue */
+        } else if (!(c = sl__consumer_new(n, n->local_peer, q))) {
+            err = SL_ENOMEM;
+            sl__queue_idle_check(n, q);
         } else {
-            c = sl__consumer_new(n->local_peer, q);
             c->local = sl_chan_ref(r->jobs);
             c->credit = (uint32_t)r->concurrency;
             for (int i = 0; i < r->concurrency && err == SL_OK; i++) {
@@ -82,7 +86,7 @@ void sl__local_settle(sl__node_t *n, sl__in_t *m)
      * lease expired and the job went elsewhere): it is free again. */
     sl__reg_t *r = m->ptr;
     sl__queue_t *q = sl__queue_get(n, r->queue, false, NULL);
-    sl__consumer_t *c = q ? sl__consumer_find(n->local_peer, q) : NULL;
+    sl__consumer_t *c = q ? sl__consumer_find(n, n->local_peer, q) : NULL;
     Sluice__V1__Lease l = SLUICE__V1__LEASE__INIT;
     l.job_id.data = m->job_id;
     l.job_id.len = 16;

@@ -1,7 +1,9 @@
 /* main.c -- the sluice-node daemon: options, logging, signals around an
  * embedded node (node.h). SIGTERM or SIGINT stops it gracefully. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +16,7 @@
 static char *o_endpoint, *o_node_id, *o_coordinator, *o_advertise;
 static int64_t o_capacity, o_heartbeat, o_lease, o_max_length, o_max_attempts, o_backoff_base,
     o_backoff_max, o_max_frame, o_max_job, o_max_waiting, o_max_dead, o_max_done, o_shutdown,
-    o_workers;
+    o_workers, o_max_queues, o_queue_idle;
 static int o_overflow;
 static bool o_log_json;
 
@@ -41,7 +43,8 @@ static sl_conf_opt_t s_opts[] = {
      "time a consumer holds a job before it is redelivered", .min = 10, .max = 86400000,
      .store = &o_lease},
     {"max-length", SL_CONF_INT, "100000", "SLUICE_MAX_LENGTH",
-     "jobs held per queue (ready + delayed)", .min = 1, .max = 1000000000,
+     "jobs held per queue: ready, delayed and retry-wait (not in flight, not waiting "
+     "publishes)", .min = 1, .max = 1000000000,
      .store = &o_max_length},
     {"overflow", SL_CONF_ENUM, "block", "SLUICE_OVERFLOW",
      "when a queue is full: block publishers, drop-new, drop-oldest", .values = s_overflows,
@@ -54,8 +57,8 @@ static sl_conf_opt_t s_opts[] = {
      .store = &o_backoff_base},
     {"backoff-max", SL_CONF_DURATION, "30s", "SLUICE_BACKOFF_MAX", "longest retry delay",
      .min = 1, .max = 86400000, .store = &o_backoff_max},
-    {"max-frame", SL_CONF_INT, "1m", "SLUICE_MAX_FRAME", "largest envelope accepted, in bytes",
-     .min = 1024, .max = 256 << 20, .store = &o_max_frame},
+    {"max-frame", SL_CONF_INT, "1m", "SLUICE_MAX_FRAME",
+     "largest envelope accepted or sent, in bytes", .min = 4096, .max = 256 << 20, .store = &o_max_frame},
     {"max-job", SL_CONF_INT, "256k", "SLUICE_MAX_JOB", "largest job payload, in bytes",
      .min = 1, .max = 256 << 20, .store = &o_max_job},
     {"max-waiting", SL_CONF_INT, "100000", "SLUICE_MAX_WAITING",
@@ -66,6 +69,12 @@ static sl_conf_opt_t s_opts[] = {
     {"max-done", SL_CONF_INT, "100000", "SLUICE_MAX_DONE",
      "ids of acked jobs remembered to answer resent publishes DUPLICATE", .min = 0,
      .max = 100000000, .store = &o_max_done},
+    {"max-queues", SL_CONF_INT, "100000", "SLUICE_MAX_QUEUES",
+     "queues held at once; a new queue beyond it is refused", .min = 1, .max = 100000000,
+     .store = &o_max_queues},
+    {"queue-idle", SL_CONF_DURATION, "60s", "SLUICE_QUEUE_IDLE",
+     "an empty queue with no consumers is forgotten after this long", .min = 0,
+     .max = 86400000, .store = &o_queue_idle},
     {"shutdown-timeout", SL_CONF_DURATION, "10s", "SLUICE_SHUTDOWN_TIMEOUT",
      "on SIGTERM, how long in-flight jobs may take to finish", .min = 0, .max = 3600000,
      .store = &o_shutdown},
@@ -118,6 +127,13 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
     sl_log_init("node", (sl_log_level_t)o_level, o_log_json);
+    /* Each connection is a descriptor: allow as many as the hard limit. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) != 0)
+            SL_LOG(SL_LOG_WARN, "cannot raise the open files limit: %s", strerror(errno));
+    }
 
     sl_sched_opts_t so = {.workers = (int)o_workers};
     if ((rc = sl_sched_start(&so)) != SL_OK) {
@@ -140,6 +156,8 @@ int main(int argc, char **argv)
     no.max_waiting = (uint64_t)o_max_waiting;
     no.max_dead = (uint64_t)o_max_dead;
     no.max_done = (uint64_t)o_max_done;
+    no.max_queues = (uint64_t)o_max_queues;
+    no.queue_idle_ms = o_queue_idle;
     no.coordinator = o_coordinator && o_coordinator[0] ? o_coordinator : NULL;
     no.advertise = o_advertise && o_advertise[0] ? o_advertise : NULL;
     no.capacity = (uint32_t)o_capacity;

@@ -123,8 +123,10 @@ static sl__in_t *s_read_reply(sl__member_t *c, bool *more)
     sl__in_t *m = NULL;
     if (rc == SL_OK && w.env->body_case == SLUICE__V1__ENVELOPE__BODY_NODE_STATUS_REPLY) {
         m = calloc(1, sizeof *m);
-        if (!m)
-            abort(); /* daemon: out of memory */
+        if (!m) { /* out of memory: the next status gets another reply */
+            sl_wire_msg_release(&w);
+            return NULL;
+        }
         m->kind = SL__IN_CLUSTER;
         m->env = w.env; /* ownership moves to the message */
         w.env = NULL;
@@ -315,12 +317,16 @@ static void s_load_one(const void *key, size_t len, void *val, void *arg)
     sl__queue_t *q = val;
     Sluice__V1__QueueLoad *l = &a->loads[a->k];
     sluice__v1__queue_load__init(l);
+    sl__rates_get(q, a->n->o.heartbeat_ms, &l->publish_rate, &l->ack_rate);
+    /* An idle queue with no recent traffic carries no load: left out, so a
+     * status grows with the queues in use, not with every name seen. */
+    if (q->idle_listed && l->publish_rate == 0 && l->ack_rate == 0)
+        return;
     l->queue = q->name;
     l->depth = q->ready;
-    l->delayed = q->delayed + q->waiting; /* as admin STATS counts them */
+    l->delayed = q->delayed + q->waiting; /* as admin STATS counted them */
     l->in_flight = q->in_flight;
     l->consumers = q->nconsumers;
-    sl__rates_get(q, a->n->o.heartbeat_ms, &l->publish_rate, &l->ack_rate);
     a->ptrs[a->k++] = l;
 }
 
@@ -329,8 +335,12 @@ static void s_post_status(sl__node_t *n)
     sl__member_t *c = n->cluster;
     size_t nq = sl__map_size(n->queues);
     sl__loads_t a = {n, calloc(nq + 1, sizeof *a.loads), calloc(nq + 1, sizeof *a.ptrs), 0};
-    if (!a.loads || !a.ptrs)
-        abort();
+    if (!a.loads || !a.ptrs) { /* out of memory: no status this tick */
+        free(a.loads);
+        free(a.ptrs);
+        atomic_fetch_add(&c->dropped, 1);
+        return;
+    }
     sl__map_each(n->queues, s_load_one, &a);
     Sluice__V1__NodeStatus st = SLUICE__V1__NODE_STATUS__INIT;
     st.node_id = n->node_id;
@@ -347,11 +357,14 @@ static void s_post_status(sl__node_t *n)
     env.node_status = &st;
     size_t len = sluice__v1__envelope__get_packed_size(&env);
     sl__status_t *s = malloc(sizeof *s + len);
-    if (!s)
-        abort();
-    s->len = sluice__v1__envelope__pack(&env, s->buf);
+    if (s)
+        s->len = sluice__v1__envelope__pack(&env, s->buf);
     free(a.loads);
     free(a.ptrs);
+    if (!s) { /* out of memory: no status this tick */
+        atomic_fetch_add(&c->dropped, 1);
+        return;
+    }
     /* Never wait: a status the thread has no room for is dropped. */
     if (sl_offer(c->statuses, s) != SL_OK) {
         free(s);
@@ -406,7 +419,6 @@ static void s_fence_peer(const void *key, size_t len, void *val, void *arg)
         return; /* in-process handlers are not assigned by the coordinator */
     while (p->consumers) {
         sl__consumer_t *c = p->consumers;
-        p->consumers = c->pnext;
         sl__send_error(f->n, p->rid, p->rid_len, 0, SLUICE__V1__ERROR__CODE__STALE_EPOCH,
                        "queue '%s': node rejoined the cluster as member epoch %" PRIu64
                        ", subscribe again",

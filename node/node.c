@@ -43,6 +43,8 @@ void sl_node_opts_default(sl_node_opts_t *o)
     o->max_waiting = 100000;
     o->max_dead = 10000;
     o->max_done = 100000;
+    o->max_queues = 100000;
+    o->queue_idle_ms = 60000;
     o->capacity = 100;
 }
 
@@ -57,7 +59,7 @@ sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
     int rc = SL_EINVAL;
     if (!o->endpoint || o->heartbeat_ms < 10 || o->lease_ms < 10 || o->max_length < 1 ||
         o->max_attempts < 1 || o->backoff_base_ms < 1 || o->backoff_max_ms < o->backoff_base_ms ||
-        o->max_frame < 1024 || o->max_job < 1 || o->max_job > o->max_frame ||
+        o->max_frame < 4096 || o->max_queues < 1 || o->queue_idle_ms < 0 || o->max_job < 1 || o->max_job > o->max_frame ||
         (unsigned)o->overflow > SL_OVERFLOW_DROP_OLDEST || sl_node_cluster_opts_check(o))
         goto fail;
     rc = SL_ENOMEM;
@@ -75,13 +77,14 @@ sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
     n->queues = sl__map_new();
     n->ids = sl__idmap_new(offsetof(sl__job_t, id));
     n->peers = sl__map_new();
+    n->consumers = sl__map_new();
     n->keys = sl__map_new();
     n->done_keys = sl__map_new();
     n->inbound = sl_chan_new(SL_BUF_FIXED, SL__INBOUND_CAP);
     n->outbound = sl_chan_new(SL_BUF_FIXED, SL__OUTBOUND_CAP);
     n->local_peer = calloc(1, sizeof *n->local_peer);
     n->cluster = sl__member_new(o);
-    if (!n->cluster || !n->endpoint || !n->node_id || !n->queues || !n->ids || !n->peers ||
+    if (!n->cluster || !n->endpoint || !n->node_id || !n->queues || !n->ids || !n->peers || !n->consumers ||
         !n->keys || !n->done_keys ||
         !n->inbound || !n->outbound || !n->local_peer) {
         sl_node_destroy((sl_node_t **)&n);
@@ -233,23 +236,6 @@ static void s_free_job(void *val, void *arg)
     sl__job_free(j);
 }
 
-/* Empty the level channels before any job is freed: dead jobs evicted
- * while still inside a channel are owned by the channel alone (freed
- * here); every other job is freed through n->ids afterwards. */
-static void s_drain_levels(const void *k, size_t len, void *val, void *arg)
-{
-    (void)k;
-    (void)len;
-    (void)arg;
-    sl__queue_t *q = val;
-    for (int p = 0; p < SL__LEVELS; p++) {
-        void *v;
-        while (q->levels[p] && sl_poll(q->levels[p], &v) == SL_OK)
-            if (((sl__job_t *)v)->evicted)
-                sl__job_free(v);
-    }
-}
-
 static void s_free_queue(const void *k, size_t len, void *val, void *arg)
 {
     (void)k;
@@ -291,8 +277,6 @@ void sl_node_destroy(sl_node_t **self_p)
         sl__in_free(v);
     while (n->outbound && sl_poll(n->outbound, &v) == SL_OK)
         free(v);
-    if (n->queues)
-        sl__map_each(n->queues, s_drain_levels, NULL);
     if (n->ids)
         sl__idmap_each(n->ids, s_free_job, NULL);
     if (n->queues)
@@ -302,6 +286,7 @@ void sl_node_destroy(sl_node_t **self_p)
     sl__idmap_destroy(&n->ids);
     sl__map_destroy(&n->queues);
     sl__map_destroy(&n->peers);
+    sl__map_destroy(&n->consumers);
     sl__map_destroy(&n->keys);
     sl__done_free_all(n);
     sl__map_destroy(&n->done_keys);

@@ -28,6 +28,9 @@
 #define SL__INBOUND_CAP 4096
 #define SL__OUTBOUND_CAP 4096
 #define SL__READ_BURST 256
+#define SL__PROTOCOL 1 /* Heartbeat.protocol */
+#define SL__CREDIT_MAX 1000000 /* a consumer's credit is capped here */
+#define SL__DELIVER_BUDGET 1024 /* jobs delivered per engine turn */
 
 typedef struct sl__node sl__node_t;
 typedef struct sl__queue sl__queue_t;
@@ -36,29 +39,36 @@ typedef struct sl__consumer sl__consumer_t;
 typedef struct sl__job sl__job_t;
 typedef struct sl__pubctx sl__pubctx_t;
 
-/* Job lifecycle (docs/protocol.md "Job states"):
- *
- *   WAITING --s_admit--> READY --s_deliver--> LEASED --s_ack--> (done)
- *     (block policy)     ^  ^                   |  \--s_fail--> RETRY --timer--> READY
- *   DELAYED --timer------'  '----lease expiry/peer gone---'        \--> DEAD
- */
+/* Job states; every move between them is sl__job_move (queue.c, which
+ * has the diagram). 0 = not in a queue (being published, or gone). */
 enum { SL__J_WAITING = 1, SL__J_DELAYED, SL__J_READY, SL__J_LEASED, SL__J_RETRY, SL__J_DEAD };
 
-/* A job is kept as the bytes it was published in (raw[0..len)), after
- * the fields the node reads from them; fields the node changes (attempt,
- * last_error, and max_attempts / created_ms when it filled them in) are
- * appended to those bytes on delivery, where protobuf's last-value-wins
- * rule makes them the ones the consumer sees. One allocation per job:
- * sl__job_new. */
+/* Why a job moves: each reason names the counters it changes. */
+typedef enum {
+    SL__WHY_PUBLISH = 1,    /* accepted: -> READY/DELAYED, or WAITING     */
+    SL__WHY_DUE,            /* not_before or retry backoff over -> READY  */
+    SL__WHY_DELIVER,        /* READY -> LEASED, attempt + 1               */
+    SL__WHY_ACK,            /* LEASED -> gone, remembered as done         */
+    SL__WHY_FAIL_RETRY,     /* LEASED -> RETRY                            */
+    SL__WHY_FAIL_DEAD,      /* LEASED -> DEAD                             */
+    SL__WHY_LEASE_EXPIRED,  /* LEASED -> READY, or DEAD (attempts spent)  */
+    SL__WHY_RETURN,         /* LEASED -> READY without a verdict, attempt
+                               given back (unsubscribe, peer gone)        */
+    SL__WHY_TTL,            /* deadline passed -> DEAD "expired"          */
+    SL__WHY_DROP,           /* drop-oldest -> gone                        */
+    SL__WHY_EVICT           /* DEAD beyond max-dead -> gone               */
+} sl__why_t;
+
 struct sl__job {
     uint8_t id[16];             /* first, as in sl__done_t (n->ids); valid
                                    when id_len == 16                       */
     sl__queue_t *q;
-    int state;
+    int state;                  /* SL__J_*, changed by sl__job_move only   */
     uint64_t lease_id;
     int64_t lease_expires;      /* monotonic ms                            */
     sl__consumer_t *holder;     /* LEASED                                  */
-    sl__job_t *lprev, *lnext;   /* holder's lease list / queue's lists     */
+    sl__job_t *lprev, *lnext;   /* the list of its state: a ready level, the
+                                   wait or dead list, the holder's leases   */
     sl__job_t *eprev, *enext;   /* LEASED for the node's lease time: the
                                    node's expiry list (in_expiry)          */
     uint64_t timer_gen;         /* sequence of the armed timer; any other
@@ -69,8 +79,6 @@ struct sl__job {
     size_t pub_index;
     int64_t ttl_at;             /* monotonic ms, 0 = none                  */
     uint64_t ttl_gen;           /* sequence of the armed TTL timer         */
-    bool in_level;              /* its pointer sits in a level channel     */
-    bool evicted;               /* dead, forgotten, freed when taken out   */
     bool in_expiry;             /* on the node's lease expiry list         */
     bool field0;                /* unknown field numbered 0: rejected      */
     bool set_max_attempts;      /* the node filled in max_attempts ...     */
@@ -103,6 +111,7 @@ typedef struct sl__done {
  * confirms, then the job ids as given. */
 typedef struct {
     int status;                 /* Sluice__V1__JobConfirm__Status          */
+    int code;                   /* Sluice__V1__Error__Code, REJECTED       */
     uint32_t retry_after_ms;
     char *reason;               /* owned, NULL = none                      */
     const uint8_t *id;          /* into the context's own allocation       */
@@ -136,24 +145,31 @@ struct sl__peer {
     bool local;
 };
 
+/* A queue costs this struct and its name while empty: no channel, no
+ * coroutine, nothing sized by its limits. Ready jobs wait in one FIFO list
+ * per priority; delivery runs on the engine when the queue is on the
+ * node's run list (sl__queue_wake). */
 struct sl__queue {
-    char *name;
     sl__node_t *node;
-    sl_chan_t *levels[SL__LEVELS];   /* ready jobs by priority, lazily made */
-    sl_chan_t *wake;                 /* fixed(1): credit, pause, stop        */
+    sl__job_t *rhead[SL__LEVELS], *rtail[SL__LEVELS]; /* READY by priority */
+    uint32_t levels;                 /* bit p: rhead[p] non-empty            */
+    uint32_t nconsumers;
     sl__consumer_t *consumers;
     sl__consumer_t *rr;              /* next consumer to try                 */
-    sl__job_t *held;                 /* taken but not yet deliverable        */
     sl__job_t *wait_head, *wait_tail;/* WAITING (block policy), FIFO          */
-    sl__job_t *spill_head, *spill_tail;/* READY jobs requeued while their
-                                        level channel was full              */
-    sl__job_t *dead_head, *dead_tail;/* DEAD, FIFO, bounded                   */
+    sl__job_t *dead_head, *dead_tail;/* DEAD, FIFO, bounded by max-dead       */
     uint64_t ready, delayed, in_flight, dead, waiting;
     uint64_t published, delivered, acked, failed, retried, dropped, expired;
-    uint32_t nconsumers;
     bool paused, draining;
-    bool running;                    /* delivery coroutine alive            */
+    bool runnable;                   /* on the node's run list               */
+    bool idle_listed;                /* on the node's idle list              */
+    bool admitting;                  /* s_admit is running                   */
+    sl__queue_t *run_next;
+    sl__queue_t *idle_prev, *idle_next;
+    int64_t idle_since;              /* monotonic ms                         */
     sl__rates_t rates;               /* counters sampled per heartbeat      */
+    size_t name_len;
+    char name[];                     /* NUL-terminated                       */
 };
 
 /* Messages from the socket thread and in-process handlers to the engine.
@@ -171,11 +187,14 @@ typedef struct {
     size_t rid_len;
     Sluice__V1__Envelope *env;  /* SL__IN_ENV, SL__IN_CLUSTER: owned by the
                                    message                                   */
+    const char *nul_field;      /* SL__IN_ENV: a string field of env that
+                                   held a NUL byte (static), or NULL          */
     int err;                    /* SL__IN_BAD: why                           */
     uint8_t job_id[16];         /* SL__IN_LOCAL_*                            */
     uint64_t lease_id;
     void *ptr;                  /* SL__IN_REGISTER: sl__reg_t *              */
     uint64_t corr;              /* SL__IN_PUBLISH, SL__IN_ACK                */
+    uint64_t node_epoch;        /* SL__IN_PUBLISH: Publish.node_epoch        */
     size_t n;                   /* jobs or leases, in the same allocation    */
     sl__job_t **jobs;           /* SL__IN_PUBLISH: owned until published     */
     sl__jobwire_lease_t *leases;/* SL__IN_ACK                                */
@@ -207,6 +226,7 @@ typedef struct {
 typedef struct {
     sl__node_t *node;
     sl_node_job_t view;
+    sl__in_t *result;           /* made with it: carries the verdict back  */
     uint8_t id[16];
     uint64_t lease_id;
     uint8_t data[];
@@ -236,6 +256,12 @@ struct sl__node {
     int running;
     void *io_thread;            /* pthread_t *                             */
     sl__map_t *queues, *peers, *keys;
+    sl__map_t *consumers;       /* (peer, queue) pointers -> consumer       */
+    sl__queue_t *run_head, *run_tail; /* queues with deliveries to make     */
+    sl__queue_t *idle_head, *idle_tail; /* idle queues, oldest first        */
+    uint64_t queues_forgotten;  /* idle queues dropped                      */
+    uint64_t oom;               /* requests refused or replies lost for
+                                   want of memory                           */
     /* Every id the node knows, in one index (one probe per publish and
      * per ack): a job it holds (sl__job_t *), or a recently acked one
      * (an entry of the done ring, tagged SL__DONE_TAG). */
@@ -259,6 +285,8 @@ struct sl__node {
     uint64_t bad_messages;
     uint64_t peers_cut;         /* SL__IN_CUT received                     */
     uint64_t replies_dropped;   /* ... and what they discarded in all      */
+    _Atomic uint64_t replies_departed; /* io.c: to peers gone (EHOSTUNREACH) */
+    _Atomic uint64_t cut_discarded;    /* io.c: for cut peers after the cut */
     int64_t last_heartbeat;
     sl__peer_t *local_peer;
     int64_t stop_deadline;      /* monotonic ms, when stopping            */
@@ -279,32 +307,80 @@ static inline sl__job_t *sl__job_get(sl__node_t *n, const uint8_t id[16])
     return (uintptr_t)v & SL__DONE_TAG ? NULL : v;
 }
 
-/* queue.c */
-sl__queue_t *sl__queue_get(sl__node_t *n, const char *name, bool create, int *err);
+/* job.c: NULL if out of memory. Caller owns (sl__job_free). */
 sl__job_t *sl__job_new(const uint8_t *raw, size_t len, const sl__pb_job_t *v);
+void sl__job_free(sl__job_t *j);
+
+/* dedup.c */
+/* The idempotency index key "queue\0key" into buf: its length, 0 when
+ * there is no key, -1 when it does not fit. */
+int sl__idem_key(const char *queue, const char *ikey, size_t ikey_len, char *buf, size_t size);
+/* Out of n->ids and n->keys (it can no longer be found). */
+void sl__job_unindex(sl__node_t *n, sl__job_t *j);
+/* Unindex and free. */
+void sl__job_forget(sl__node_t *n, sl__job_t *j);
+/* Remember an acked job (still indexed) in the done ring; it takes the
+ * job's place in n->ids. */
+void sl__done_remember(sl__node_t *n, const sl__job_t *j);
+void sl__done_free_all(sl__node_t *n);
+/* Prefetch n->ids where the next k acks push old done entries out. */
+void sl__done_prefetch(sl__node_t *n, size_t k);
+
+/* timer.c: SL_OK or SL_ENOMEM (nothing armed). */
+int sl__timer_arm(sl__node_t *n, sl__job_t *j, int kind, int64_t when);
+void sl__timer_run(sl__node_t *n);
+
+/* pubctx.c: NULL if out of memory. */
 sl__pubctx_t *sl__pub_new(const uint8_t *rid, size_t rid_len, uint64_t corr, sl__job_t **jobs,
                           size_t n);
+void sl__pub_settle(sl__node_t *n, sl__pubctx_t *ctx, size_t i, int status, int code,
+                    const char *reason, uint32_t retry_after_ms);
+void sl__pub_send(sl__node_t *n, sl__pubctx_t *ctx);
+void sl__pub_abandon(sl__pubctx_t *ctx);
+
+/* queue.c: queues and the job state machine */
+/* The queue called name, made when create is set and there is none:
+ * NULL with *err SL_EINVAL (invalid name), SL_ELIMIT (max-queues) or
+ * SL_ENOMEM. Borrowed: valid until it is forgotten idle (never while it
+ * holds jobs or consumers, and never within an engine turn). */
+sl__queue_t *sl__queue_get(sl__node_t *n, const char *name, bool create, int *err);
+/* Move j to state `to` (0: gone, freed) for reason why; reason is the
+ * dead reason when to is SL__J_DEAD. */
+void sl__job_move(sl__node_t *n, sl__job_t *j, int to, sl__why_t why, const char *reason);
+/* Place a published job (owned by the call) and settle its confirm. */
 void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i);
+/* The queue changed so that deliveries may be possible: put it on the
+ * run list (sl__deliver_run). */
 void sl__queue_wake(sl__queue_t *q);
+void sl__queue_timer(sl__node_t *n, sl__tmr_t *t);
+void sl__queue_stats(sl__queue_t *q, Sluice__V1__QueueStats *out);
+/* Forget queues idle for queue-idle-ms; their counters go with them. */
+void sl__queue_sweep(sl__node_t *n, int64_t now);
+/* Re-judge whether q is idle (after a consumer or a flag changed). */
+void sl__queue_idle_check(sl__node_t *n, sl__queue_t *q);
+/* 0 if q's counters agree with its lists, else a line number: for asserts
+ * and tests (walks every list: O(jobs)). */
+int sl__queue_check(sl__queue_t *q);
+void sl__queue_free(sl__queue_t *q);
+
+/* deliver.c: delivery and leases */
+/* Deliver what the run list's queues can, within budget jobs; true if
+ * queues are left on the run list (call again before sleeping). */
+bool sl__deliver_run(sl__node_t *n, int budget);
 int sl__queue_ack(sl__node_t *n, const Sluice__V1__Lease *l, Sluice__V1__Error__Code *code);
 int sl__queue_fail(sl__node_t *n, const Sluice__V1__Lease *l, bool retryable, const char *error,
                    Sluice__V1__Error__Code *code);
 int sl__queue_touch(sl__node_t *n, const Sluice__V1__Lease *l, uint32_t extend_ms,
                     Sluice__V1__Lease *out, Sluice__V1__Error__Code *code);
-void sl__queue_timer(sl__node_t *n, sl__tmr_t *t);
-void sl__consumer_drop(sl__node_t *n, sl__consumer_t *c);
-void sl__queue_stats(sl__queue_t *q, Sluice__V1__QueueStats *out);
-void sl__queue_free(sl__queue_t *q);
-void sl__pub_settle(sl__node_t *n, sl__pubctx_t *ctx, size_t i, int status, const char *reason,
-                    uint32_t retry_after_ms);
-void sl__pub_send(sl__node_t *n, sl__pubctx_t *ctx);
-void sl__pub_abandon(sl__pubctx_t *ctx);
-void sl__done_free_all(sl__node_t *n);
-/* Prefetch n->ids where the next k acks push old done entries out. */
-void sl__done_prefetch(sl__node_t *n, size_t k);
-void sl__job_free(sl__job_t *j);
-void sl__timer_arm(sl__node_t *n, sl__job_t *j, int kind, int64_t when);
+/* Drop a consumer: its leases go back (SL__WHY_RETURN); returns how many. */
+uint32_t sl__consumer_drop(sl__node_t *n, sl__consumer_t *c);
 void sl__lease_expiry(sl__node_t *n, int64_t now);
+/* j's lease ran out: back to READY, or DEAD when its attempts are spent. */
+void sl__lease_expiry_one(sl__node_t *n, sl__job_t *j);
+/* Take j out of its holder's lease list and the expiry list. */
+void sl__lease_unlink(sl__job_t *j);
+/* Link j, just leased to c, into c's lease list and the expiry list. */
+void sl__lease_link(sl__node_t *n, sl__consumer_t *c, sl__job_t *j);
 const char *sl__overflow_name(sl_overflow_t o);
 
 /* node.c */
@@ -319,13 +395,16 @@ void sl__in_free(sl__in_t *m);
 
 /* peer.c */
 /* The peer with this routing id, made (and greeted with a Heartbeat) on
- * first sight; its last_seen refreshed. Borrowed until sl__peer_drop. */
+ * first sight; its last_seen refreshed. Borrowed until sl__peer_drop.
+ * NULL if out of memory. */
 sl__peer_t *sl__peer_get(sl__node_t *n, const uint8_t *rid, size_t len);
 void sl__peer_drop(sl__node_t *n, sl__peer_t *p);
-sl__consumer_t *sl__consumer_find(sl__peer_t *p, sl__queue_t *q);
-sl__consumer_t *sl__consumer_new(sl__peer_t *p, sl__queue_t *q);
-/* Heartbeat every live peer; forget the silent ones. */
-void sl__heartbeat(sl__node_t *n);
+/* The peer's consumer of q, or NULL: one hash probe. */
+sl__consumer_t *sl__consumer_find(sl__node_t *n, sl__peer_t *p, sl__queue_t *q);
+/* A new consumer of q for p, no credit yet; NULL if out of memory. */
+sl__consumer_t *sl__consumer_new(sl__node_t *n, sl__peer_t *p, sl__queue_t *q);
+/* Heartbeat every live peer; forget the silent ones (returns how many). */
+size_t sl__heartbeat(sl__node_t *n);
 
 /* admin.c */
 void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a);
@@ -337,8 +416,9 @@ void sl__local_settle(sl__node_t *n, sl__in_t *m);
 /* engine.c */
 void *sl__engine_main(void *node);
 void sl__send(sl__node_t *n, const uint8_t *rid, size_t rid_len, Sluice__V1__Envelope *env);
-/* A frame of len bytes for rid, to be filled and given to sl__out_send. */
-sl__out_t *sl__out_new(const uint8_t *rid, size_t rid_len, size_t len);
+/* A frame of len bytes for rid, to be filled and given to sl__out_send;
+ * NULL if out of memory (counted in n->oom). */
+sl__out_t *sl__out_new(sl__node_t *n, const uint8_t *rid, size_t rid_len, size_t len);
 /* Queue o for the socket thread; takes ownership. */
 void sl__out_send(sl__node_t *n, sl__out_t *o);
 void sl__send_error(sl__node_t *n, const uint8_t *rid, size_t rid_len, uint64_t corr,

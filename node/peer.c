@@ -21,6 +21,8 @@ static void s_send_heartbeat(sl__node_t *n, const sl__peer_t *p)
     hb.epoch = n->epoch;
     hb.sent_ms = sl_wall_ms();
     hb.interval_ms = (uint32_t)n->o.heartbeat_ms;
+    hb.protocol = SL__PROTOCOL;
+    hb.max_frame = n->o.max_frame;
     Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
@@ -32,8 +34,11 @@ sl__peer_t *sl__peer_get(sl__node_t *n, const uint8_t *rid, size_t len)
     sl__peer_t *p = sl__map_get(n->peers, rid, len);
     if (!p) {
         p = calloc(1, sizeof *p);
-        if (!p || sl__map_put(n->peers, rid, len, p) != SL_OK)
-            abort();
+        if (!p || sl__map_put(n->peers, rid, len, p) != SL_OK) {
+            free(p);
+            n->oom++;
+            return NULL;
+        }
         memcpy(p->rid, rid, len);
         p->rid_len = len;
         s_send_heartbeat(n, p); /* a new peer learns our epoch at once */
@@ -44,28 +49,27 @@ sl__peer_t *sl__peer_get(sl__node_t *n, const uint8_t *rid, size_t len)
 
 void sl__peer_drop(sl__node_t *n, sl__peer_t *p)
 {
-    while (p->consumers) {
-        sl__consumer_t *c = p->consumers;
-        p->consumers = c->pnext;
-        sl__consumer_drop(n, c);
-    }
+    while (p->consumers)
+        sl__consumer_drop(n, p->consumers); /* unlinks it from p */
     sl__map_del(n->peers, p->rid, p->rid_len);
     free(p);
 }
 
-sl__consumer_t *sl__consumer_find(sl__peer_t *p, sl__queue_t *q)
+sl__consumer_t *sl__consumer_find(sl__node_t *n, sl__peer_t *p, sl__queue_t *q)
 {
-    for (sl__consumer_t *c = p->consumers; c; c = c->pnext)
-        if (c->q == q)
-            return c;
-    return NULL;
+    const void *key[2] = {p, q};
+    return sl__map_get(n->consumers, key, sizeof key);
 }
 
-sl__consumer_t *sl__consumer_new(sl__peer_t *p, sl__queue_t *q)
+sl__consumer_t *sl__consumer_new(sl__node_t *n, sl__peer_t *p, sl__queue_t *q)
 {
     sl__consumer_t *c = calloc(1, sizeof *c);
-    if (!c)
-        abort();
+    const void *key[2] = {p, q};
+    if (!c || sl__map_put(n->consumers, key, sizeof key, c) != SL_OK) {
+        free(c);
+        n->oom++;
+        return NULL;
+    }
     c->peer = p;
     c->q = q;
     c->pnext = p->consumers;
@@ -73,6 +77,7 @@ sl__consumer_t *sl__consumer_new(sl__peer_t *p, sl__queue_t *q)
     c->qnext = q->consumers;
     q->consumers = c;
     q->nconsumers++;
+    sl__queue_idle_check(n, q);
     return c;
 }
 
@@ -93,10 +98,12 @@ static void s_sweep_one(const void *k, size_t len, void *val, void *arg)
         return;
     if (s->now - p->last_seen > 3 * s->n->o.heartbeat_ms) {
         if (s->ngone == s->cap) {
-            s->cap = s->cap ? s->cap * 2 : 16;
-            s->gone = realloc(s->gone, s->cap * sizeof *s->gone);
-            if (!s->gone)
-                abort();
+            size_t cap = s->cap ? s->cap * 2 : 16;
+            sl__peer_t **g = realloc(s->gone, cap * sizeof *g);
+            if (!g)
+                return; /* out of memory: forgotten at a later heartbeat */
+            s->gone = g;
+            s->cap = cap;
         }
         s->gone[s->ngone++] = p;
         return;
@@ -105,12 +112,13 @@ static void s_sweep_one(const void *k, size_t len, void *val, void *arg)
 }
 
 /* Heartbeat every live peer; forget the silent ones. */
-void sl__heartbeat(sl__node_t *n)
+size_t sl__heartbeat(sl__node_t *n)
 {
     sl__sweep_t s = {.n = n, .now = sl__mono_ms()};
     sl__map_each(n->peers, s_sweep_one, &s);
     for (size_t i = 0; i < s.ngone; i++)
         sl__peer_drop(n, s.gone[i]);
     free(s.gone);
+    return s.ngone;
 }
 

@@ -226,7 +226,9 @@ static bool s_check_reply(fnode_t *f, const Sluice__V1__Envelope *env, uint64_t 
         return false;
     case SLUICE__V1__ENVELOPE__BODY_HEARTBEAT:
         CHECK(env->heartbeat->epoch == f->epoch, "heartbeat epoch changed");
+        CHECK(env->heartbeat->protocol == 1, "heartbeat protocol %u", env->heartbeat->protocol);
         return false;
+    case SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY:
     case SLUICE__V1__ENVELOPE__BODY_CONFIRM:
     case SLUICE__V1__ENVELOPE__BODY_ERROR:
         return false;

@@ -52,7 +52,7 @@ static void test_node_retry__backoff_attempts_then_dead(void **state)
     assert_int_equal(d.max_attempts, 3);
     assert_string_equal(d.last_error, "");
 
-    /* Attempt n waits between half and all of base * 2^(n-1). */
+    /* Attempt n waits at most base * 2^(n-1) (full jitter: from 0). */
     for (uint32_t attempt = 1; attempt < 3; attempt++) {
         char err[32];
         snprintf(err, sizeof err, "boom %u", attempt);
@@ -61,10 +61,10 @@ static void test_node_retry__backoff_attempts_then_dead(void **state)
         node_dlv_t next;
         assert_int_equal(node_peer_deliveries(p, &next, 1, 20 * BACKOFF_BASE), 1);
         double waited = (double)(next.at - t0) / 1e6;
-        double min = (double)BACKOFF_BASE * (1 << (attempt - 1)) / 2;
-        if (waited < min - 2)
-            fail_msg("attempt %u retried after %.1f ms, backoff at least %.0f ms", attempt + 1,
-                     waited, min);
+        double max = (double)BACKOFF_BASE * (1 << (attempt - 1));
+        if (waited > max + (sl_test_sanitized() ? 400 : 100))
+            fail_msg("attempt %u retried after %.1f ms, backoff at most %.0f ms", attempt + 1,
+                     waited, max);
         assert_int_equal(next.id, 1);
         assert_int_equal(next.attempt, attempt + 1);
         assert_string_equal(next.last_error, err);
@@ -88,6 +88,39 @@ static void test_node_retry__backoff_attempts_then_dead(void **state)
     assert_int_equal(st.delayed, 0);
     assert_int_equal(st.acked, 0);
     assert_int_equal(node_peer_count(p, DELIVER, 4 * BACKOFF_BASE), 0);
+}
+
+/* Full jitter (docs/protocol.md): each first retry waits a uniformly
+ * random time between 0 and backoff-base, so among 30 jobs some wait less
+ * than half of it (all would wait at least half under "equal" jitter; the
+ * chance that full jitter puts all 30 in the upper half is 2^-30). */
+static void test_node_retry__full_jitter(void **state)
+{
+    (void)state;
+    enum { N = 30 };
+    node_peer_t *p = s_start(BACKOFF_BASE);
+    for (uint32_t i = 1; i <= N; i++)
+        s_publish(p, i, 1);
+    SL_ASSERT_OK(node_peer_subscribe(p, "q", 2 * N));
+    node_dlv_t d[N], next[N];
+    assert_int_equal(node_peer_deliveries(p, d, N, node_test_patience()), N);
+    int64_t failed_at[N + 1] = {0};
+    for (int i = 0; i < N; i++) {
+        failed_at[d[i].id] = sl_now();
+        node_peer_fail(p, &d[i], true, "once");
+    }
+    assert_int_equal(node_peer_deliveries(p, next, N, 20 * BACKOFF_BASE), N);
+    int early = 0;
+    for (int i = 0; i < N; i++) {
+        double waited = (double)(next[i].at - failed_at[next[i].id]) / 1e6;
+        if (waited > BACKOFF_BASE + (sl_test_sanitized() ? 400 : 100))
+            fail_msg("job %u retried after %.1f ms, backoff-base %d", (unsigned)next[i].id,
+                     waited, BACKOFF_BASE);
+        if (waited < BACKOFF_BASE / 2)
+            early++;
+    }
+    if (early == 0)
+        fail_msg("no retry of %d came before half of backoff-base: not full jitter", N);
 }
 
 static void test_node_retry__not_retryable_dead_at_once(void **state)
@@ -250,6 +283,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_node_retry__backoff_attempts_then_dead, node_fx_teardown),
+        cmocka_unit_test_teardown(test_node_retry__full_jitter, node_fx_teardown),
         cmocka_unit_test_teardown(test_node_retry__not_retryable_dead_at_once, node_fx_teardown),
         cmocka_unit_test_teardown(test_node_retry__job_max_attempts, node_fx_teardown),
         cmocka_unit_test_teardown(test_node_retry__delayed_job_waits_for_not_before,

@@ -62,13 +62,20 @@ typedef struct {
     uint32_t max_attempts;      /* default 5 (a job may override)            */
     int64_t backoff_base_ms;    /* default 100                               */
     int64_t backoff_max_ms;     /* default 30000                             */
-    uint64_t max_frame;         /* bytes per envelope; default 1 MiB         */
+    uint64_t max_frame;         /* bytes per envelope, both ways (the node
+                                   never sends a larger one); default 1 MiB,
+                                   at least 4 KiB                            */
     uint64_t max_job;           /* payload bytes per job; default 256 KiB    */
     uint64_t max_waiting;       /* node-wide publishes waiting under block;
                                    default 100000                            */
     uint64_t max_dead;          /* dead jobs kept per queue; default 10000   */
     uint64_t max_done;          /* ids of acked jobs remembered, so a resent
                                    publish is DUPLICATE; default 100000    */
+    uint64_t max_queues;        /* queues held at once; a new name beyond it
+                                   is refused (LIMIT); default 100000      */
+    int64_t queue_idle_ms;      /* a queue with no jobs, no consumers and no
+                                   flags set is forgotten (its counters with
+                                   it) after this long; default 60000      */
     /* The cluster (docs/architecture.md). */
     const char *coordinator;    /* coordinator endpoint to connect; NULL (the
                                    default): standalone                      */
