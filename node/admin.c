@@ -8,8 +8,6 @@
 #include "node_int.h"
 #include "sluice/name.h"
 
-#define SL__PAGE_DEFAULT 1000 /* queues per STATS page when limit is 0 */
-
 static void s_fill(sl__queue_t *q, Sluice__V1__QueueStats *st)
 {
     sl__queue_stats(q, st);
@@ -113,11 +111,12 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
         Sluice__V1__QueueStats st;
         Sluice__V1__QueueStats *ptr = &st;
         sl__queue_t *q = NULL;
-        if (!sl_queue_name_ok_str(name)) {
-            e.code = SLUICE__V1__ERROR__CODE__BAD_QUEUE;
-            e.text = "invalid queue name: " SL_QUEUE_NAME_RULE;
-            r.error = &e;
-        } else if (!(q = sl__queue_get(n, name, false, NULL))) {
+        if (!sl_queue_name_ok_str(name)) { /* as every message naming a queue */
+            sl__send_error(n, p->rid, p->rid_len, corr, SLUICE__V1__ERROR__CODE__BAD_QUEUE,
+                           "invalid queue name '%.128s': " SL_QUEUE_NAME_RULE, name);
+            return;
+        }
+        if (!(q = sl__queue_get(n, name, false, NULL))) {
             e.code = SLUICE__V1__ERROR__CODE__BAD_QUEUE;
             e.text = "no such queue";
             r.error = &e;
@@ -130,7 +129,10 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
             } else if (a->op == SLUICE__V1__ADMIN__OP__DRAIN) {
                 q->draining = true;
             }
-            sl__queue_wake(q);
+            if (a->op != SLUICE__V1__ADMIN__OP__STATS) {
+                sl__queue_wake(q);           /* resumed: deliveries may go */
+                sl__queue_idle_check(n, q);  /* a flag set or cleared */
+            }
             s_fill(q, &st);
             r.n_queues = 1;
             r.queues = &ptr;
@@ -139,7 +141,8 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
         return;
     }
     /* Every queue, a page at a time. */
-    size_t cap = a->limit ? a->limit : SL__PAGE_DEFAULT;
+    /* limit 0: as many as fit in max-frame (no entry is under 16 bytes). */
+    size_t cap = a->limit ? a->limit : n->o.max_frame / 16;
     if (cap > r.queues_total)
         cap = r.queues_total;
     sl__page_t pg = {a->after && a->after[0] ? a->after : NULL, NULL, 0, cap, 0};

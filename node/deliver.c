@@ -378,6 +378,10 @@ int sl__queue_fail(sl__node_t *n, const Sluice__V1__Lease *l, bool retryable, co
     if (!error)
         error = "";
     size_t el = strnlen(error, SL__ERROR_MAX);
+    /* Cut at a character boundary: never half of a UTF-8 sequence. */
+    if (el == SL__ERROR_MAX && error[el] != '\0')
+        while (el > 0 && ((unsigned char)error[el] & 0xC0) == 0x80)
+            el--;
     char *e = malloc(el + 1);
     if (e) { /* out of memory: the previous last_error stays */
         memcpy(e, error, el);

@@ -368,6 +368,9 @@ static void s_handle(sl__node_t *n, sl__in_t *m)
     case SL__IN_CLUSTER:
         sl__member_reply(n, m->env);
         break;
+    case SL__IN_CHECK:
+        sl_offer(m->ptr, (void *)(intptr_t)sl__engine_check(n));
+        break;
     default:
         break;
     }
@@ -385,6 +388,47 @@ static void s_count_queue(const void *k, size_t len, void *val, void *arg)
     r->in_flight += q->in_flight;
     r->dead += q->dead;
     r->waiting_publishes += q->waiting;
+}
+
+typedef struct {
+    int bad;
+    uint64_t waiting, idle;
+} sl__check_t;
+
+static void s_check_queue(const void *k, size_t len, void *val, void *arg)
+{
+    sl__check_t *c = arg;
+    sl__queue_t *q = val;
+    if (c->bad)
+        return;
+    if (len != q->name_len || memcmp(k, q->name, len) != 0)
+        c->bad = __LINE__;
+    else
+        c->bad = sl__queue_check(q);
+    c->waiting += q->waiting;
+    c->idle += q->idle_listed;
+}
+
+int sl__engine_check(sl__node_t *n)
+{
+    sl__check_t c = {0, 0, 0};
+    sl__map_each(n->queues, s_check_queue, &c);
+    if (c.bad)
+        return c.bad;
+    if (c.waiting != n->waiting_total)
+        return __LINE__;
+    uint64_t idle = 0;
+    for (sl__queue_t *q = n->idle_head; q; q = q->idle_next, idle++)
+        if (!q->idle_listed || (q->idle_next && q->idle_next->idle_since < q->idle_since))
+            return __LINE__;
+    if (idle != c.idle)
+        return __LINE__;
+    for (sl__queue_t *q = n->run_head; q; q = q->run_next)
+        if (!q->runnable)
+            return __LINE__;
+    if (sl__map_size(n->queues) > n->o.max_queues)
+        return __LINE__;
+    return 0;
 }
 
 /* Wall ms minus monotonic ms, from the two clocks read in ns: truncating

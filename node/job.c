@@ -43,6 +43,7 @@ sl__job_t *sl__job_new(const uint8_t *raw, size_t len, const sl__pb_job_t *v)
         const uint8_t *nul = memchr(v->ikey, 0, v->ikey_len);
         j->ikey = (const char *)j->raw + (v->ikey - raw);
         j->ikey_len = nul ? (size_t)(nul - v->ikey) : v->ikey_len;
+        j->ikey_nul = nul != NULL; /* refused at publish */
     }
     return j;
 }

@@ -225,6 +225,30 @@ int sl_node_stop(sl_node_t *self, int64_t timeout_ms, sl_node_report_t *left)
     return n->stop_rc;
 }
 
+int sl__node_check(sl_node_t *self)
+{
+    sl__node_t *n = (sl__node_t *)self;
+    if (!n->running)
+        return sl__engine_check(n); /* no engine: the state is ours */
+    sl_chan_t *done = sl_chan_new(SL_BUF_PROMISE, 0);
+    sl__in_t *m = calloc(1, sizeof *m);
+    if (!done || !m) {
+        sl_chan_destroy(&done);
+        free(m);
+        return SL_ENOMEM;
+    }
+    m->kind = SL__IN_CHECK;
+    m->ptr = done;
+    int rc = sl_put(n->inbound, m);
+    void *v = NULL;
+    if (rc == SL_OK)
+        rc = sl_take(done, &v) == SL_OK ? (int)(intptr_t)v : SL_ECLOSED;
+    else
+        free(m);
+    sl_chan_destroy(&done);
+    return rc;
+}
+
 static void s_free_job(void *val, void *arg)
 {
     (void)arg;

@@ -81,6 +81,7 @@ struct sl__job {
     uint64_t ttl_gen;           /* sequence of the armed TTL timer         */
     bool in_expiry;             /* on the node's lease expiry list         */
     bool field0;                /* unknown field numbered 0: rejected      */
+    bool ikey_nul;              /* idempotency key with a NUL: rejected    */
     bool set_max_attempts;      /* the node filled in max_attempts ...     */
     bool set_created;           /* ... created_ms: appended on delivery    */
     /* Read from the bytes (the last value of a field given twice). */
@@ -177,7 +178,9 @@ struct sl__queue {
  * as SL__IN_PUBLISH / SL__IN_ACK; every other envelope as SL__IN_ENV. */
 enum { SL__IN_ENV = 1, SL__IN_BAD, SL__IN_LOCAL_ACK, SL__IN_LOCAL_FAIL, SL__IN_LOCAL_RETRY,
        SL__IN_REGISTER, SL__IN_WAKE, SL__IN_CLUSTER, SL__IN_PUBLISH, SL__IN_ACK,
-       SL__IN_CUT };
+       SL__IN_CUT, SL__IN_CHECK };
+/* SL__IN_CHECK: run sl__engine_check, offer its result (intptr_t) to the
+ * promise channel in ptr. */
 /* SL__IN_CUT: the socket thread cut peer rid off because it did not read
  * its replies; n = replies and requests it discarded (see io.c). The
  * engine forgets the peer: its consumers go, their leases are requeued. */
@@ -415,6 +418,8 @@ void sl__local_settle(sl__node_t *n, sl__in_t *m);
 
 /* engine.c */
 void *sl__engine_main(void *node);
+/* 0, or the line of the first failed invariant (see sl__node_check). */
+int sl__engine_check(sl__node_t *n);
 void sl__send(sl__node_t *n, const uint8_t *rid, size_t rid_len, Sluice__V1__Envelope *env);
 /* A frame of len bytes for rid, to be filled and given to sl__out_send;
  * NULL if out of memory (counted in n->oom). */

@@ -182,20 +182,19 @@ void sl__job_move(sl__node_t *n, sl__job_t *j, int to, sl__why_t why, const char
     sl__queue_t *q = j->q;
     int from = j->state;
     s_leave(n, j);
+    /* A job is counted published when it is first stored: placed (ready,
+     * delayed, or dead at once if already expired), not while it waits. */
+    if ((from == 0 || from == SL__J_WAITING) && to != SL__J_WAITING && why != SL__WHY_DROP)
+        q->published++;
     if (from == SL__J_WAITING) {
         /* Stored at last (placed, or expired while waiting): confirmed
-         * ACCEPTED now, and only now counted as published. */
-        q->published++;
+         * ACCEPTED now. */
         sl__pubctx_t *ctx = j->pub;
         j->pub = NULL;
         sl__pub_settle(n, ctx, j->pub_index, SLUICE__V1__JOB_CONFIRM__STATUS__ACCEPTED, 0, NULL,
                        0);
     }
     switch (why) {
-    case SL__WHY_PUBLISH:
-        if (to != SL__J_WAITING && from != SL__J_WAITING)
-            q->published++; /* (a waiting job was counted above) */
-        break;
     case SL__WHY_DELIVER:
         q->delivered++;
         j->attempt++;
@@ -387,6 +386,10 @@ void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i)
                                                        : "job id already held", 0);
         return;
     }
+    if (j->ikey_nul) {
+        snprintf(why, sizeof why, "idempotency key holds a NUL byte");
+        goto reject;
+    }
     char key[300];
     int klen = sl__idem_key(j->queue, j->ikey, j->ikey_len, key, sizeof key);
     if (klen < 0) {
@@ -410,8 +413,8 @@ void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i)
     if (!q) {
         snprintf(why, sizeof why, "cannot create queue: %s%s", sl_strerror(err),
                  err == SL_ELIMIT ? " (max-queues)" : "");
-        code = err == SL_ELIMIT ? SLUICE__V1__ERROR__CODE__LIMIT
-                                : SLUICE__V1__ERROR__CODE__UNKNOWN;
+        code = err == SL_EINVAL ? SLUICE__V1__ERROR__CODE__BAD_QUEUE
+                                : SLUICE__V1__ERROR__CODE__LIMIT; /* max-queues, memory */
         retry_after = 1000;
         goto reject;
     }
@@ -463,6 +466,7 @@ void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i)
         goto reject;
     }
     j->q = q;
+    j->attempt = 0; /* attempt counts this node's deliveries, whatever was sent */
     if (j->max_attempts == 0) {
         j->max_attempts = n->o.max_attempts;
         j->set_max_attempts = true;
@@ -562,6 +566,7 @@ void sl__queue_stats(sl__queue_t *q, Sluice__V1__QueueStats *s)
     s->expired = q->expired;
     s->consumers = q->nconsumers;
     s->paused = q->paused;
+    s->draining = q->draining;
     s->overflow = (char *)sl__overflow_name(q->node->o.overflow);
     s->capacity = q->node->o.max_length;
 }

@@ -125,9 +125,13 @@ void node_fx_drop_peer(node_peer_t **peer)
 int node_fx_teardown(void **state)
 {
     (void)state;
+    /* Every node test ends with the queues' books balanced. */
+    int bad = s_fx_node ? sl__node_check(s_fx_node) : 0;
     for (int i = 0; i < S_FX_PEERS; i++)
         node_peer_destroy(&s_fx_peers[i]);
     sl_node_destroy(&s_fx_node);
+    if (bad)
+        fail_msg("sl__node_check failed at node line %d", bad);
     return 0;
 }
 

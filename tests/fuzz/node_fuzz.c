@@ -753,6 +753,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (touched & (1u << i)) {
             s_alive(&F.n[i], 0);
             s_drain(&F.n[i]);
+            int bad = sl__node_check(F.n[i].node); /* the books balance */
+            CHECK(bad == 0, "node %d: sl__node_check failed at node line %d", i, bad);
         }
     return 0;
 }

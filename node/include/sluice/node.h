@@ -152,6 +152,12 @@ typedef struct {
  * remained at the deadline (they are reported, not waited for). */
 int sl_node_stop(sl_node_t *self, int64_t timeout_ms, sl_node_report_t *left);
 
+/* Internal, for tests and fuzzers: 0 if every queue's counters agree
+ * with its lists and the node's totals with its queues, else the source
+ * line of the first check that failed. Runs on the engine (waits for it)
+ * while the node serves. O(jobs). */
+int sl__node_check(sl_node_t *self);
+
 /* Stop (immediately) if running and free everything. Accepts NULL. */
 void sl_node_destroy(sl_node_t **self_p);
 
