@@ -293,6 +293,11 @@ void *sl_wire_router_bind(void *zctx, const char *endpoint, uint64_t max_frame,
     zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    /* Room for a crowd connecting at once (ZeroMQ's default is 100: the
+     * rest wait out TCP's SYN retries, seconds each); the kernel caps it
+     * at net.core.somaxconn. */
+    int backlog = 4096;
+    zmq_setsockopt(sock, ZMQ_BACKLOG, &backlog, sizeof backlog);
     char ep[256];
     size_t eplen = sizeof ep;
     if (zmq_bind(sock, endpoint) != 0 ||
