@@ -9,8 +9,10 @@
 
 #include "assign.h"
 #include "coord_int.h"
+#include "sluice/name.h"
 
 #define BAD_MESSAGE SLUICE__V1__ERROR__CODE__BAD_MESSAGE
+#define BAD_QUEUE SLUICE__V1__ERROR__CODE__BAD_QUEUE
 
 /* --- keys ------------------------------------------------------------------ */
 
@@ -73,18 +75,35 @@ static void s_insert(sl__vec_t *v, size_t at, void *elem)
         abort();
 }
 
-/* A queue name: 1-128 of [A-Za-z0-9._:-], as on a node. */
+/* A queue name: the rule every component shares (sluice/name.h). */
 static bool s_queue_ok(const char *s)
 {
-    static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-";
-    size_t n = s ? strlen(s) : 0;
-    return n >= 1 && n <= 128 && strspn(s, ok) == n;
+    return sl_queue_name_ok_str(s);
 }
 
 static bool s_id_ok(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
     return n >= 1 && n <= SL__ID_MAX;
+}
+
+/* A request's id (field id_field) and queue, checked; a bad one is
+ * answered (BAD_MESSAGE, or BAD_QUEUE for the name) and counted. */
+static bool s_request_ok(sl_coord_t *c, const uint8_t *rid, size_t rid_len, uint64_t corr,
+                         const char *what, const char *id_field, const char *id,
+                         const char *queue)
+{
+    if (!s_id_ok(id)) {
+        sl__coord_reject(c, rid, rid_len, corr, BAD_MESSAGE, "%s: %s must be 1-255 bytes", what,
+                         id_field);
+        return false;
+    }
+    if (!s_queue_ok(queue)) {
+        sl__coord_reject(c, rid, rid_len, corr, BAD_QUEUE, "%s: invalid queue name (%s)", what,
+                         SL_QUEUE_NAME_RULE);
+        return false;
+    }
+    return true;
 }
 
 static uint64_t s_grant(sl_coord_t *c)
@@ -462,28 +481,29 @@ static bool s_node_room(sl_coord_t *c)
     return true;
 }
 
-static bool s_status_ok(const Sluice__V1__NodeStatus *st, const char **why)
+/* NULL if st is well formed; else why not, with *code the Error.Code. */
+static const char *s_status_bad(const Sluice__V1__NodeStatus *st, Sluice__V1__Error__Code *code)
 {
+    *code = BAD_MESSAGE;
     if (!s_id_ok(st->node_id))
-        *why = "node_id must be 1-255 bytes";
-    else if (!st->endpoint || !st->endpoint[0] || strlen(st->endpoint) > SL__ENDPOINT_MAX)
-        *why = "endpoint must be 1-1024 bytes";
-    else
-        for (size_t i = 0; i < st->n_queues; i++)
-            if (!s_queue_ok(st->queues[i]->queue)) {
-                *why = "invalid queue name (1-128 of [A-Za-z0-9._:-])";
-                return false;
-            }
-    return *why == NULL;
+        return "node_id must be 1-255 bytes";
+    if (!st->endpoint || !st->endpoint[0] || strlen(st->endpoint) > SL__ENDPOINT_MAX)
+        return "endpoint must be 1-1024 bytes";
+    *code = BAD_QUEUE;
+    for (size_t i = 0; i < st->n_queues; i++)
+        if (!s_queue_ok(st->queues[i]->queue))
+            return "invalid queue name (" SL_QUEUE_NAME_RULE ")";
+    return NULL;
 }
 
 void sl__on_node_status(sl_coord_t *c, const uint8_t *rid, size_t rid_len,
                         Sluice__V1__Envelope *env)
 {
     Sluice__V1__NodeStatus *st = env->node_status;
-    const char *why = NULL;
-    if (!s_status_ok(st, &why)) {
-        sl__coord_reject(c, rid, rid_len, env->corr, BAD_MESSAGE, "node_status: %s", why);
+    Sluice__V1__Error__Code code;
+    const char *why = s_status_bad(st, &code);
+    if (why) {
+        sl__coord_reject(c, rid, rid_len, env->corr, code, "node_status: %s", why);
         return;
     }
     int64_t now = sl__coord_mono_ms();
@@ -525,6 +545,11 @@ void sl__on_node_status(sl_coord_t *c, const uint8_t *rid, size_t rid_len,
         n->alive = true;
         c->n_alive++;
     }
+    /* Where clients connect: routes and assignments name it, so a move
+     * (a restart on another address) is a membership change even when
+     * nothing else is. */
+    if (n->status && strcmp(n->status->endpoint, st->endpoint) != 0)
+        changed = true;
     n->incarnation = st->incarnation;
     n->last_mono = now;
     n->last_wall = sl_wall_ms();
@@ -624,11 +649,9 @@ void sl__on_consumer_join(sl_coord_t *c, const uint8_t *rid, size_t rid_len,
                           const Sluice__V1__Envelope *env)
 {
     const Sluice__V1__ConsumerJoin *j = env->consumer_join;
-    if (!s_id_ok(j->consumer_id) || !s_queue_ok(j->queue)) {
-        sl__coord_reject(c, rid, rid_len, env->corr, BAD_MESSAGE,
-                         "consumer_join: consumer_id of 1-255 bytes and a valid queue required");
+    if (!s_request_ok(c, rid, rid_len, env->corr, "consumer_join", "consumer_id", j->consumer_id,
+                      j->queue))
         return;
-    }
     bool created;
     sl__consumer_t *cs = (sl__consumer_t *)s_member(
         c, &c->consumers, c->o.max_consumers, "max-consumers", sizeof *cs, j->consumer_id,
@@ -652,11 +675,9 @@ void sl__on_consumer_leave(sl_coord_t *c, const uint8_t *rid, size_t rid_len,
                            const Sluice__V1__Envelope *env)
 {
     const Sluice__V1__ConsumerLeave *l = env->consumer_leave;
-    if (!s_id_ok(l->consumer_id) || !s_queue_ok(l->queue)) {
-        sl__coord_reject(c, rid, rid_len, env->corr, BAD_MESSAGE,
-                         "consumer_leave: consumer_id of 1-255 bytes and a valid queue required");
+    if (!s_request_ok(c, rid, rid_len, env->corr, "consumer_leave", "consumer_id", l->consumer_id,
+                      l->queue))
         return;
-    }
     s_key_t k = {l->queue, l->consumer_id};
     bool found;
     size_t at = sl__vec_find(&c->consumers, &k, s_cmp_member, &found);
@@ -670,11 +691,9 @@ void sl__on_route_request(sl_coord_t *c, const uint8_t *rid, size_t rid_len,
                           const Sluice__V1__Envelope *env)
 {
     const Sluice__V1__RouteRequest *r = env->route_request;
-    if (!s_id_ok(r->client_id) || !s_queue_ok(r->queue)) {
-        sl__coord_reject(c, rid, rid_len, env->corr, BAD_MESSAGE,
-                         "route_request: client_id of 1-255 bytes and a valid queue required");
+    if (!s_request_ok(c, rid, rid_len, env->corr, "route_request", "client_id", r->client_id,
+                      r->queue))
         return;
-    }
     bool created;
     sl__watcher_t *w = (sl__watcher_t *)s_member(c, &c->watchers, c->o.max_watchers,
                                                  "max-watchers", sizeof *w, r->client_id,

@@ -117,8 +117,31 @@ static void s_heartbeat(sl_coord_t *c, const uint8_t *rid, size_t rid_len)
 
 /* --- dispatch --------------------------------------------------------------- */
 
-/* One received message; rc is what sl_wire_try_recv returned. */
-static void s_handle(sl_coord_t *c, sl_wire_msg_t *m, int rc)
+/* A received envelope, unpacked, and the first of its string fields that
+ * holds a NUL byte (protobuf-c would hand it over cut short). */
+typedef struct {
+    sl_wire_msg_t *m;
+    const char *nul;
+} s_decoded_t;
+
+static int s_decode(const void *data, size_t size, void *arg)
+{
+    s_decoded_t *d = arg;
+    int rc = sl_wire_unpack(data, size, &d->m->env);
+    d->nul = rc == SL_OK ? sl_wire_nul_string(data, size) : NULL;
+    return rc;
+}
+
+/* String fields that name a queue (Admin.after names one too). */
+static bool s_names_queue(const char *field)
+{
+    return strcmp(field, "queue") == 0 || strcmp(field, "name") == 0 ||
+           strcmp(field, "after") == 0;
+}
+
+/* One received message; rc is what the receive returned, nul what
+ * s_decode found. */
+static void s_handle(sl_coord_t *c, sl_wire_msg_t *m, int rc, const char *nul)
 {
     c->messages++;
     if (rc != SL_OK) {
@@ -129,6 +152,15 @@ static void s_handle(sl_coord_t *c, sl_wire_msg_t *m, int rc)
         return;
     }
     Sluice__V1__Envelope *env = m->env;
+    if (nul) {
+        /* "q\0x" would read as "q": a name is never cut short, and never
+         * taken for another. */
+        sl__coord_reject(c, m->rid, m->rid_len, env->corr,
+                         s_names_queue(nul) ? SLUICE__V1__ERROR__CODE__BAD_QUEUE
+                                            : SLUICE__V1__ERROR__CODE__BAD_MESSAGE,
+                         "string field '%s' holds a NUL byte", nul);
+        return;
+    }
     sl__peer_seen(c, m->rid, m->rid_len, sl__coord_mono_ms());
     switch (env->body_case) {
     case SLUICE__V1__ENVELOPE__BODY_NODE_STATUS:
@@ -214,9 +246,10 @@ static void *s_main(void *arg)
             break;
         for (int i = 0; i < S_READ_BURST; i++) {
             sl_wire_msg_t m;
-            int rc = sl_wire_try_recv(c->router, true, c->o.max_frame, &m);
+            s_decoded_t d = {&m, NULL};
+            int rc = sl_wire_try_recv_with(c->router, true, c->o.max_frame, &m, s_decode, &d);
             if (rc == SL_OK || rc == SL_EPROTO || rc == SL_ETOOBIG)
-                s_handle(c, &m, rc);
+                s_handle(c, &m, rc, d.nul);
             sl_wire_msg_release(&m);
             if (rc != SL_OK && rc != SL_EPROTO && rc != SL_ETOOBIG)
                 break;

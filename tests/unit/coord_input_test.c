@@ -1,7 +1,8 @@
 /* coord_input_test.c -- bad input and limits at an embedded coordinator
  * over a real DEALER socket: garbage, the wrong number of frames, an
  * oversized envelope, an empty envelope, kinds the coordinator does not
- * serve and requests missing their ids each get an Error (BAD_MESSAGE or
+ * serve, requests missing their ids or naming a bad queue, and strings
+ * holding a NUL byte each get an Error (BAD_MESSAGE, BAD_QUEUE or
  * UNKNOWN_KIND) and are counted; a full table answers Error{FULL}; and
  * afterwards the coordinator still serves the same peer. */
 #include "coord_testutil.h"
@@ -10,6 +11,7 @@
 #define BAD_MESSAGE SLUICE__V1__ERROR__CODE__BAD_MESSAGE
 #define UNKNOWN_KIND SLUICE__V1__ERROR__CODE__UNKNOWN_KIND
 #define FULL SLUICE__V1__ERROR__CODE__FULL
+#define BAD_QUEUE SLUICE__V1__ERROR__CODE__BAD_QUEUE
 
 static sl_coord_t *s_start(uint32_t max_nodes, uint32_t max_consumers)
 {
@@ -59,6 +61,28 @@ static void s_send_status(cpeer_t *p, const char *id, uint64_t corr)
     env.body_case = SLUICE__V1__ENVELOPE__BODY_NODE_STATUS;
     env.node_status = &st;
     SL_ASSERT_OK(cpeer_send(p, &env));
+}
+
+/* ConsumerJoin{consumer, queue} with every '@' of either sent as a NUL
+ * byte (the encoding is patched: protobuf-c cannot write one). */
+static void s_send_join_nul(cpeer_t *p, const char *consumer, const char *queue, uint64_t corr)
+{
+    Sluice__V1__ConsumerJoin j = SLUICE__V1__CONSUMER_JOIN__INIT;
+    j.consumer_id = (char *)consumer;
+    j.queue = (char *)queue;
+    j.concurrency = 1;
+    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+    env.corr = corr;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN;
+    env.consumer_join = &j;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    SL_ASSERT_OK(sl_wire_pack(&env, &buf, &len));
+    for (size_t i = 0; i < len; i++)
+        if (buf[i] == '@')
+            buf[i] = 0;
+    s_send_raw(p, buf, len);
+    free(buf);
 }
 
 /* The coordinator still serves p: a node registers and CLUSTER answers,
@@ -138,7 +162,7 @@ static void test_coord_input__bad_input_answered_and_counted(void **state)
     s_expect_error(p, BAD_MESSAGE, 7);
     bad++;
     coord_join(p, "c1", "bad queue!", 0, 8);
-    s_expect_error(p, BAD_MESSAGE, 8);
+    s_expect_error(p, BAD_QUEUE, 8);
     bad++;
     coord_join(p, "", "q", 0, 9);
     s_expect_error(p, BAD_MESSAGE, 9);
@@ -147,7 +171,16 @@ static void test_coord_input__bad_input_answered_and_counted(void **state)
     s_expect_error(p, BAD_MESSAGE, 10);
     bad++;
     coord_leave(p, "c1", "");
-    s_expect_error(p, BAD_MESSAGE, 0);
+    s_expect_error(p, BAD_QUEUE, 0);
+    bad++;
+
+    /* strings holding a NUL byte, which protobuf-c would cut short into
+     * valid ones ("q", "c"): refused whole, never joined */
+    s_send_join_nul(p, "c1", "q@junk", 11);
+    s_expect_error(p, BAD_QUEUE, 11);
+    bad++;
+    s_send_join_nul(p, "c@x", "q", 12);
+    s_expect_error(p, BAD_MESSAGE, 12);
     bad++;
 
     s_still_serving(p, bad);

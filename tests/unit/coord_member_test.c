@@ -223,6 +223,90 @@ static void test_coord_member__restart_adopts_existing_epochs(void **state)
     sl_coord_destroy(&c);
 }
 
+/* p's next Assignment or RouteTable (kind) naming `id` at
+ * endpoint; fails the test after the patience. Returns its member epoch
+ * there. */
+static uint64_t s_wait_endpoint(cpeer_t *p, Sluice__V1__Envelope__BodyCase kind, const char *id,
+                                const char *endpoint)
+{
+    int64_t end = sl_deadline_ms(coord_patience());
+    for (;;) {
+        int64_t left = (end - sl_now()) / 1000000;
+        Sluice__V1__Envelope *env = cpeer_recv(p, kind, 0, left > 0 ? left : 0);
+        if (env) {
+            size_t n = kind == K_ASSIGNMENT ? env->assignment->n_nodes
+                                            : env->route_table->n_routes;
+            for (size_t i = 0; i < n; i++) {
+                const Sluice__V1__NodeRef *r = kind == K_ASSIGNMENT
+                                                   ? env->assignment->nodes[i]
+                                                   : env->route_table->routes[i]->node;
+                if (strcmp(r->node_id, id) == 0 && strcmp(r->endpoint, endpoint) == 0) {
+                    uint64_t e = r->member_epoch;
+                    sl_wire_env_free(&env);
+                    return e;
+                }
+            }
+            sl_wire_env_free(&env);
+        }
+        if (sl_now() >= end)
+            fail_msg("no %s naming '%s' at '%s' within the patience", coord_kind_name(kind), id,
+                     endpoint);
+    }
+}
+
+/* A node restarted under the same id on another address (what a
+ * container restart does) is a new incarnation: it gets a new epoch, and
+ * routes and assignments name it at its new endpoint, pushed at once. Its
+ * address alone changing is followed too. */
+static void test_coord_member__restart_on_another_endpoint_is_followed(void **state)
+{
+    (void)state;
+    sl_coord_t *c = coord_start(NULL, 0);
+    cnode_t *a = cnode_new(sl_coord_endpoint(c), "n1", 0);
+    cnode_t *b = cnode_new(sl_coord_endpoint(c), "n2", 0);
+    uint64_t ea = cnode_epoch(a);
+    cnode_epoch(b);
+    cpeer_t *prod = coord_client(c), *cons = coord_client(c);
+    coord_route_request(prod, "producer", "q", 0, 1);
+    coord_join(cons, "consumer", "q", 0, 2);
+    assert_int_equal(s_wait_endpoint(prod, K_ROUTES, "n1", a->endpoint), ea);
+    assert_int_equal(s_wait_endpoint(cons, K_ASSIGNMENT, "n1", a->endpoint), ea);
+
+    /* the same id, a new process on another port, before the old one is
+     * declared dead */
+    pthread_mutex_lock(&a->mu);
+    snprintf(a->endpoint, sizeof a->endpoint, "tcp://127.0.0.1:19101");
+    a->incarnation++;
+    a->member_epoch = 0;
+    pthread_mutex_unlock(&a->mu);
+    uint64_t er = s_wait_endpoint(prod, K_ROUTES, "n1", "tcp://127.0.0.1:19101");
+    assert_true(er > ea);
+    assert_int_equal(s_wait_endpoint(cons, K_ASSIGNMENT, "n1", "tcp://127.0.0.1:19101"), er);
+    int64_t end = sl_deadline_ms(coord_patience());
+    while (cnode_epoch(a) != er && sl_now() < end)
+        coord_sleep_ms(1);
+    assert_int_equal(cnode_epoch(a), er);
+
+    /* only the address changes (a node re-advertising itself) */
+    pthread_mutex_lock(&a->mu);
+    snprintf(a->endpoint, sizeof a->endpoint, "tcp://127.0.0.1:19102");
+    pthread_mutex_unlock(&a->mu);
+    assert_int_equal(s_wait_endpoint(prod, K_ROUTES, "n1", "tcp://127.0.0.1:19102"), er);
+    assert_int_equal(s_wait_endpoint(cons, K_ASSIGNMENT, "n1", "tcp://127.0.0.1:19102"), er);
+    Sluice__V1__Envelope *v = coord_cluster(prod);
+    Sluice__V1__ClusterView *cv = v->admin_reply->cluster;
+    assert_int_equal(cv->n_nodes, 2);
+    assert_string_equal(cv->nodes[0]->status->endpoint, "tcp://127.0.0.1:19102");
+    assert_true(cv->nodes[0]->alive);
+    sl_wire_env_free(&v);
+
+    cpeer_destroy(&prod);
+    cpeer_destroy(&cons);
+    cnode_destroy(&a);
+    cnode_destroy(&b);
+    sl_coord_destroy(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_coord_member__two_nodes_get_distinct_increasing_epochs),
         cmocka_unit_test(test_coord_member__silent_node_dead_then_rejoins),
         cmocka_unit_test(test_coord_member__restart_adopts_existing_epochs),
+        cmocka_unit_test(test_coord_member__restart_on_another_endpoint_is_followed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
