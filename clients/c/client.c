@@ -3,6 +3,7 @@
  * what the node must receive, and hands a command to the I/O thread
  * (io.c); calls that wait take their answer from a promise channel. */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,24 +12,13 @@
 #include <zmq.h>
 
 #include "client_int.h"
+#include "sluice/name.h"
 #include "sluice/sched.h"
 #include "sluice/wire.h"
 
-
 int sl_queue_name_check(const char *name)
 {
-    if (!name)
-        return SL_EINVAL;
-    size_t n = 0;
-    for (const char *p = name; *p; p++, n++) {
-        char ch = *p;
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == ':' ||
-                  ch == '-';
-        if (!ok || n >= SL_QUEUE_NAME_MAX)
-            return SL_EINVAL;
-    }
-    return n > 0 ? SL_OK : SL_EINVAL;
+    return sl_queue_name_ok_str(name) ? SL_OK : SL_EINVAL;
 }
 
 /* Hand cmd to the I/O thread, waiting for room until deadline. On failure
@@ -85,6 +75,49 @@ static void s_free(sl_client_t *c)
 static int s_setopt_int(void *sock, int opt, int v)
 {
     return zmq_setsockopt(sock, opt, &v, sizeof v) == 0 ? SL_OK : SL_ESYS;
+}
+
+int sl__client_sock_open(sl_client_t *c)
+{
+    void *sock = zmq_socket(c->zctx, ZMQ_DEALER);
+    void *mon = zmq_socket(c->zctx, ZMQ_PAIR);
+    bool monitored = false;
+    int rc = SL_ESYS;
+    if (!sock || !mon)
+        goto fail;
+    /* Unbounded queues: a full queue would drop (send) or stall the node
+     * (receive); what we hold is bounded by what callers wait for. No
+     * linger: what a closed socket still holds for the node is dropped. */
+    if (s_setopt_int(sock, ZMQ_SNDHWM, 0) || s_setopt_int(sock, ZMQ_RCVHWM, 0) ||
+        s_setopt_int(sock, ZMQ_LINGER, 0) || s_setopt_int(sock, ZMQ_RECONNECT_IVL, 100) ||
+        s_setopt_int(sock, ZMQ_RECONNECT_IVL_MAX, 1000))
+        goto fail;
+    /* One name per socket: a reconnect's monitor must not meet the last. */
+    char mon_addr[80];
+    snprintf(mon_addr, sizeof mon_addr, "inproc://sluice-client-monitor-%p-%u", (void *)c,
+             c->mon_gen++);
+    if (zmq_socket_monitor(sock, mon_addr, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+        goto fail;
+    monitored = true;
+    if (zmq_connect(mon, mon_addr) != 0)
+        goto fail;
+    if (zmq_connect(sock, c->endpoint) != 0) {
+        rc = (errno == EINVAL || errno == EPROTONOSUPPORT || errno == ENOCOMPATPROTO)
+                 ? SL_EINVAL
+                 : SL_ESYS;
+        goto fail;
+    }
+    c->sock = sock;
+    c->mon = mon;
+    return SL_OK;
+fail:
+    if (monitored)
+        zmq_socket_monitor(sock, NULL, 0);
+    if (mon)
+        zmq_close(mon);
+    if (sock)
+        zmq_close(sock);
+    return rc;
 }
 
 static sl_client_t *s_new(const sl_client_opts_t *opts, bool inner, sl_client_t *parent,
@@ -145,33 +178,8 @@ static sl_client_t *s_new(const sl_client_opts_t *opts, bool inner, sl_client_t 
         rc = SL_ESYS;
         goto fail;
     }
-    c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
-    c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
-    if (!c->sock || !c->mon) {
-        rc = SL_ESYS;
+    if ((rc = sl__client_sock_open(c)) != SL_OK)
         goto fail;
-    }
-    /* Unbounded queues: a full queue would drop (send) or stall the node
-     * (receive); what we hold is bounded by what callers wait for. */
-    if (s_setopt_int(c->sock, ZMQ_SNDHWM, 0) || s_setopt_int(c->sock, ZMQ_RCVHWM, 0) ||
-        s_setopt_int(c->sock, ZMQ_LINGER, 0) || s_setopt_int(c->sock, ZMQ_RECONNECT_IVL, 100) ||
-        s_setopt_int(c->sock, ZMQ_RECONNECT_IVL_MAX, 1000)) {
-        rc = SL_ESYS;
-        goto fail;
-    }
-    char mon_addr[64];
-    snprintf(mon_addr, sizeof mon_addr, "inproc://sluice-client-monitor-%p", (void *)c);
-    if (zmq_socket_monitor(c->sock, mon_addr, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
-        zmq_connect(c->mon, mon_addr) != 0) {
-        rc = SL_ESYS;
-        goto fail;
-    }
-    if (zmq_connect(c->sock, c->endpoint) != 0) {
-        rc = (errno == EINVAL || errno == EPROTONOSUPPORT || errno == ENOCOMPATPROTO)
-                 ? SL_EINVAL
-                 : SL_ESYS;
-        goto fail;
-    }
     atomic_store(&c->ctr.sessions, 1);
     if (pthread_create(&c->io, NULL, sl__io_main, c) != 0) {
         rc = SL_ESYS;
@@ -396,10 +404,40 @@ static int s_job_check(const sl_job_t *j)
     return SL_OK;
 }
 
+/* Envelope{corr, publish: pub} into a new buffer (*buf, caller owns),
+ * framed by hand so that the Publish ends with node_epoch written as a
+ * 10-byte varint: a padded form every protobuf decoder reads, of fixed
+ * size, so the I/O thread can write the node epoch it knows into it at
+ * each send without encoding again (io.c s_req_send). *stamp_at gets its
+ * offset. pub->node_epoch must be 0 (not encoded twice). */
+static int s_publish_pack(uint64_t corr, const Sluice__V1__Publish *pub, uint8_t **buf,
+                          size_t *len, size_t *stamp_at)
+{
+    enum { ENV_CORR = 1, ENV_PUBLISH = 10, PUB_NODE_EPOCH = 2 };
+    size_t body = sluice__v1__publish__get_packed_size(pub) + 1 + SL__STAMP_LEN;
+    size_t n = (corr ? 1 + sl__pb_varint_size(corr) : 0) + sl__pb_len_size(ENV_PUBLISH, body);
+    uint8_t *p = malloc(n);
+    if (!p)
+        return SL_ENOMEM;
+    uint8_t *w = p;
+    if (corr)
+        w = sl__pb_put_varint(sl__pb_put_tag(w, ENV_CORR, SL__PB_VARINT), corr);
+    w = sl__pb_put_len(w, ENV_PUBLISH, body);
+    w += sluice__v1__publish__pack(pub, w);
+    w = sl__pb_put_tag(w, PUB_NODE_EPOCH, SL__PB_VARINT);
+    *stamp_at = (size_t)(w - p);
+    sl__stamp(w, 0);
+    assert(w + SL__STAMP_LEN == p + n);
+    *buf = p;
+    *len = n;
+    return SL_OK;
+}
+
 /* Build the Publish for jobs and encode it into *buf (caller owns) under
  * corr; jobs without an id get a new one in ids[i]. */
 static int s_publish_encode(sl_client_t *c, uint64_t corr, uint8_t (*ids)[SL_ID_LEN],
-                            const sl_job_t *jobs, size_t n, uint8_t **buf, size_t *len)
+                            const sl_job_t *jobs, size_t n, uint8_t **buf, size_t *len,
+                            size_t *stamp_at)
 {
     size_t nh = 0;
     for (size_t i = 0; i < n; i++)
@@ -452,11 +490,7 @@ static int s_publish_encode(sl_client_t *c, uint64_t corr, uint8_t (*ids)[SL_ID_
     Sluice__V1__Publish pub = SLUICE__V1__PUBLISH__INIT;
     pub.n_jobs = n;
     pub.jobs = ptrs;
-    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
-    env.body_case = SLUICE__V1__ENVELOPE__BODY_PUBLISH;
-    env.publish = &pub;
-    env.corr = corr;
-    rc = sl_wire_pack(&env, buf, len);
+    rc = s_publish_pack(corr, &pub, buf, len, stamp_at);
     if (rc == SL_OK && *len > c->max_frame)
         rc = SL_ETOOBIG;
 out:
@@ -489,7 +523,8 @@ sl_chan_t *sl_client_publish_async(sl_client_t *self, const sl_job_t *jobs, size
         r->n_jobs = n;
         r->ids = calloc(n, sizeof *r->ids);
     }
-    rc = r && r->ids ? s_publish_encode(self, r->corr, r->ids, jobs, n, &r->buf, &r->len)
+    rc = r && r->ids ? s_publish_encode(self, r->corr, r->ids, jobs, n, &r->buf, &r->len,
+                                        &r->stamp_at)
                      : SL_ENOMEM;
     if (rc != SL_OK) {
         sl__req_free(&r);
@@ -525,7 +560,8 @@ int sl_client_publish(sl_client_t *self, const sl_job_t *jobs, size_t n,
 int sl__publish_pack(sl_client_t *c, const sl_job_t *jobs, size_t n, uint8_t (*ids)[SL_ID_LEN],
                      uint8_t **buf, size_t *len)
 {
-    return s_publish_encode(c, 0, ids, jobs, n, buf, len);
+    size_t stamp_at;
+    return s_publish_encode(c, 0, ids, jobs, n, buf, len, &stamp_at);
 }
 
 sl_chan_t *sl__client_publish_pb(sl_client_t *c, const Sluice__V1__Publish *pub,
@@ -546,10 +582,9 @@ sl_chan_t *sl__client_publish_pb(sl_client_t *c, const Sluice__V1__Publish *pub,
         for (size_t i = 0; i < pub->n_jobs; i++)
             if (pub->jobs[i]->id.len == SL_ID_LEN)
                 memcpy(r->ids[i], pub->jobs[i]->id.data, SL_ID_LEN);
-        Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
-        env.body_case = SLUICE__V1__ENVELOPE__BODY_PUBLISH;
-        env.publish = (Sluice__V1__Publish *)pub;
-        rc = s_req_encode(c, r, &env);
+        rc = s_publish_pack(r->corr, pub, &r->buf, &r->len, &r->stamp_at);
+        if (rc == SL_OK && r->len > c->max_frame)
+            rc = SL_ETOOBIG;
     }
     if (rc != SL_OK) {
         sl__req_free(&r);
@@ -560,6 +595,22 @@ sl_chan_t *sl__client_publish_pb(sl_client_t *c, const Sluice__V1__Publish *pub,
     r->tag = tag;
     *corr = r->corr;
     return s_req_submit(c, r, err);
+}
+
+int sl__client_reconnect(sl_client_t *c, const char *endpoint, bool if_down)
+{
+    sl__cmd_t *cmd = sl__cmd_new(SL__CMD_RECONNECT);
+    if (!cmd || (endpoint && !(cmd->buf = (uint8_t *)strdup(endpoint)))) {
+        free(cmd);
+        return SL_ENOMEM;
+    }
+    cmd->if_down = if_down;
+    int rc = sl__client_cmd(c, cmd);
+    if (rc != SL_OK) {
+        free(cmd->buf);
+        free(cmd);
+    }
+    return rc;
 }
 
 int sl__client_cancel(sl_client_t *c, uint64_t corr)
@@ -647,6 +698,54 @@ int sl_client_admin(sl_client_t *self, sl_admin_op_t op, const char *queue,
     return sl__client_admin(self, (int)op, queue, reply, NULL, deadline);
 }
 
+/* Queues in one page of STATS we ask for: as many as surely fit in our
+ * max_frame (a QueueStats is at most about 330 bytes). */
+static uint32_t s_stats_page(const sl_client_t *c)
+{
+    size_t n = c->max_frame > 2048 ? (c->max_frame - 1024) / 400 : 1;
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* One Admin request and its answer: the reply (caller frees) or NULL,
+ * *status set either way. */
+static sl__reply_t *s_admin_once(sl_client_t *self, int op, const char *queue,
+                                 const char *after, int64_t deadline, int *status)
+{
+    sl__req_t *r = sl__req_new(SL__REQ_ADMIN, atomic_fetch_add(&self->next_corr, 1), deadline);
+    if (!r) {
+        *status = SL_ENOMEM;
+        return NULL;
+    }
+    Sluice__V1__Admin a = SLUICE__V1__ADMIN__INIT;
+    a.op = (Sluice__V1__Admin__Op)op;
+    if (queue)
+        a.queue = (char *)queue;
+    if (op == SL_ADMIN_STATS && !queue) { /* paged */
+        a.after = (char *)after;
+        a.limit = s_stats_page(self);
+    }
+    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
+    env.body_case = SLUICE__V1__ENVELOPE__BODY_ADMIN;
+    env.admin = &a;
+    return s_req_call(self, r, &env, status);
+}
+
+/* Append the queues of page to *into (which owns them then). */
+static int s_stats_append(sl_admin_reply_t *into, sl_admin_reply_t *page)
+{
+    if (page->n_queues == 0)
+        return SL_OK;
+    sl_queue_stats_t *qs =
+        realloc(into->queues, (into->n_queues + page->n_queues) * sizeof *into->queues);
+    if (!qs)
+        return SL_ENOMEM;
+    memcpy(qs + into->n_queues, page->queues, page->n_queues * sizeof *qs);
+    into->queues = qs;
+    into->n_queues += page->n_queues;
+    sl_admin_reply_release(page);
+    return SL_OK;
+}
+
 int sl__client_admin(sl_client_t *self, int op, const char *queue, sl_admin_reply_t *reply,
                      sl_cluster_view_t *view, int64_t deadline)
 {
@@ -655,31 +754,46 @@ int sl__client_admin(sl_client_t *self, int op, const char *queue, sl_admin_repl
         queue = NULL;
     bool any_queue = op == SL_ADMIN_STATS || op == SL__ADMIN_CLUSTER;
     if ((queue || !any_queue) && sl_queue_name_check(queue) != SL_OK) {
-        snprintf(reply->node_text, sizeof reply->node_text,
-                 "invalid queue name: 1-%d characters from [A-Za-z0-9._:-]", SL_QUEUE_NAME_MAX);
+        snprintf(reply->node_text, sizeof reply->node_text, "invalid queue name: %s",
+                 SL_QUEUE_NAME_RULE);
         return SL_EINVAL;
     }
     if (atomic_load(&self->closed))
         return SL_ECLOSED;
-    sl__req_t *r = sl__req_new(SL__REQ_ADMIN, atomic_fetch_add(&self->next_corr, 1), deadline);
-    if (!r)
-        return SL_ENOMEM;
-    Sluice__V1__Admin a = SLUICE__V1__ADMIN__INIT;
-    a.op = (Sluice__V1__Admin__Op)op;
-    if (queue)
-        a.queue = (char *)queue;
-    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
-    env.body_case = SLUICE__V1__ENVELOPE__BODY_ADMIN;
-    env.admin = &a;
+    /* STATS of every queue comes in pages (AdminReply.next names where the
+     * next one starts) until one says it is the last; a node that does not
+     * page answers everything at once, with no next. */
+    char after[SL_QUEUE_NAME_MAX + 1] = "";
+    bool paged = op == SL_ADMIN_STATS && !queue;
     int rc;
-    sl__reply_t *rep = s_req_call(self, r, &env, &rc);
-    if (rep) {
-        *reply = rep->admin; /* the queues array moves to the caller */
-        if (view)
-            *view = rep->view; /* and so do the view's arrays */
-        else
+    for (;;) {
+        sl__reply_t *rep = s_admin_once(self, op, queue, after, deadline, &rc);
+        if (!rep)
+            break;
+        sl_admin_reply_t page = rep->admin; /* the queues array moves here */
+        if (view) { /* the view's arrays move too (CLUSTER: one page) */
+            sl_cluster_view_release(view);
+            *view = rep->view;
+        } else {
             sl_cluster_view_release(&rep->view);
+        }
+        bool more = paged && rc == SL_OK && rep->next[0] && strcmp(rep->next, after) > 0;
+        if (more)
+            memcpy(after, rep->next, sizeof after);
         free(rep);
+        sl_queue_stats_t *qs = reply->queues;
+        size_t nq = reply->n_queues;
+        *reply = page;
+        reply->queues = qs;
+        reply->n_queues = nq;
+        int arc = s_stats_append(reply, &page);
+        if (arc != SL_OK) {
+            sl_admin_reply_release(&page);
+            rc = arc;
+        }
+        /* Names only grow from page to page: anything else would loop. */
+        if (!more || rc != SL_OK)
+            break;
     }
     return rc;
 }

@@ -38,6 +38,18 @@
 #define SL__ERR_TEXT_MAX 256
 #define SL__ADMIN_CLUSTER 4     /* Admin.op CLUSTER: a coordinator's question */
 
+/* Publish.node_epoch as the client writes it: a varint padded to its
+ * longest form (client.c s_publish_pack), rewritten in place before every
+ * send with the node epoch known then (0: not checked). */
+#define SL__STAMP_LEN 10
+
+static inline void sl__stamp(uint8_t *p, uint64_t epoch)
+{
+    for (int i = 0; i < SL__STAMP_LEN - 1; i++, epoch >>= 7)
+        p[i] = (uint8_t)(epoch | 0x80);
+    p[SL__STAMP_LEN - 1] = (uint8_t)epoch; /* bit 63: 0 or 1 */
+}
+
 typedef struct sl__sub sl__sub_t;
 typedef struct sl__req sl__req_t;
 typedef struct sl__cluster sl__cluster_t;
@@ -66,7 +78,11 @@ struct sl__req {
     sl_chan_t *notify;          /* borrowed, may be NULL: gets `tag` once the
                                    promise holds the result                 */
     void *tag;
+    size_t stamp_at;            /* PUBLISH: where in buf Publish.node_epoch's
+                                   10 varint bytes are (0: none), written
+                                   before every send (sl__publish_encode)   */
     /* io: */
+    uint64_t stamp;             /* the node epoch written at the last send  */
     int64_t sent_at;            /* last send, monotonic ns                  */
     sl__req_t *hnext;           /* hash chain                               */
     sl__req_t *prev, *next;     /* sending order                            */
@@ -77,6 +93,8 @@ struct sl__req {
 typedef struct {
     int status;
     sl_admin_reply_t admin;     /* ADMIN                                    */
+    char next[SL_QUEUE_NAME_MAX + 1]; /* ADMIN STATS: the next page starts
+                                   after this queue; "" = the last page     */
     sl_cluster_view_t view;     /* ADMIN CLUSTER                            */
     int64_t lease_expires_ms;   /* TOUCH                                    */
     uint64_t lease_id;          /* TOUCH                                    */
@@ -157,7 +175,10 @@ enum {
     SL__CMD_STOP,               /* destroy: finish and exit                 */
     SL__CMD_SEND,               /* send buf once; no answer awaited         */
     SL__CMD_CANCEL,             /* give up the request `corr` (SL_ECLOSED)  */
-    SL__CMD_RESUB               /* sub: new window and member epoch         */
+    SL__CMD_RESUB,              /* sub: new window and member epoch         */
+    SL__CMD_RECONNECT           /* a fresh socket, to `buf` (an endpoint) if
+                                   set; only if the node is not up, with
+                                   `if_down`                                */
 };
 
 /* An ack needs no command of its own: the delivery goes on `cmds` with
@@ -172,7 +193,9 @@ typedef struct {
     bool retryable;             /* FAIL                                     */
     char *error;                /* FAIL: owned, may be NULL                 */
     sl_chan_t *done;            /* UNSUB: promise of an int status          */
-    uint8_t *buf;               /* SEND: owned                              */
+    uint8_t *buf;               /* SEND: owned; RECONNECT: the endpoint,
+                                   NUL-terminated, owned (may be NULL)      */
+    bool if_down;               /* RECONNECT                                */
     size_t len;
     uint64_t corr;              /* CANCEL                                   */
     uint32_t window;            /* RESUB: credit                            */
@@ -195,6 +218,7 @@ struct sl_client {
     void *zctx;
     void *sock;                 /* io: the DEALER                           */
     void *mon;                  /* io: PAIR receiving socket monitor events */
+    unsigned mon_gen;           /* io: sockets made so far (monitor names)  */
     pthread_t io;
     sl_chan_t *cmds;            /* users -> io: sl__cmd_t *                 */
     sl__cmd_t stop_cmd;         /* destroy's STOP: needs no allocation      */
@@ -288,6 +312,15 @@ sl__delivery_t *sl__delivery_waiting(sl__sub_t *s);
 
 /* client.c */
 int sl__client_cmd(sl_client_t *c, sl__cmd_t *cmd);
+/* Make c->sock (a DEALER with the client's options, connected to
+ * c->endpoint) and c->mon (its monitor). On failure nothing is made and
+ * c->sock, c->mon are unchanged: SL_EINVAL (bad endpoint), SL_ESYS. */
+int sl__client_sock_open(sl_client_t *c);
+/* Ask c's I/O thread for a fresh connection (io.c s_reconnect): to
+ * endpoint (copied; NULL: the same one), or with if_down only if the node
+ * is not answering now. Whatever is still queued toward the node on the
+ * old connection is discarded. SL_OK, SL_ENOMEM, SL_ECLOSED. */
+int sl__client_reconnect(sl_client_t *c, const char *endpoint, bool if_down);
 sl__cmd_t *sl__cmd_new(int kind);
 /* The interval after which a silent peer is declared gone, in ms. */
 int sl__client_peer_interval_ms(sl_client_t *c);

@@ -588,8 +588,8 @@ int sl__cluster_admin(sl_client_t *c, sl_admin_op_t op, const char *queue,
     if (queue && !*queue && op == SL_ADMIN_STATS)
         queue = NULL;
     if ((queue || op != SL_ADMIN_STATS) && sl_queue_name_check(queue) != SL_OK) {
-        snprintf(reply->node_text, sizeof reply->node_text,
-                 "invalid queue name: 1-%d characters from [A-Za-z0-9._:-]", SL_QUEUE_NAME_MAX);
+        snprintf(reply->node_text, sizeof reply->node_text, "invalid queue name: %s",
+                 SL_QUEUE_NAME_RULE);
         return SL_EINVAL;
     }
     if (atomic_load(&c->closed))

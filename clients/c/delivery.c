@@ -13,7 +13,7 @@
 /* --- scanning Deliver envelopes in place -------------------------------- */
 
 /* Field numbers: proto/sluice.proto. */
-enum { S_ENV_CORR = 1, S_ENV_DELIVER = 15, S_BODY_FIRST = 10, S_BODY_LAST = 30 };
+enum { S_ENV_CORR = 1, S_ENV_DELIVER = 15, S_BODY_FIRST = 10, S_BODY_LAST = 31 };
 
 int sl__deliver_envelope(const uint8_t *p, size_t len, sl__pb_rd_t *body)
 {

@@ -15,6 +15,8 @@
  *       '---------- s_monitor: TCP dropped ----------' DOWN --s_alive--> UP
  *                                                            + s_new_session
  *   UP --s_saw_epoch: epoch changed--> s_new_session (node restarted)
+ *   any --s_reconnect (cluster: node moved, or given up while away)-->
+ *       CONNECTING on a fresh socket; s_new_session when the node answers
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -71,6 +73,32 @@ static int s_send_env(sl_client_t *c, env_t *env)
         atomic_fetch_add(&c->ctr.sent, 1);
     }
     return rc;
+}
+
+/* The node epoch to write into a publish now: the one the node last told
+ * us in this session, or 0 (not checked) while we do not know it. */
+static uint64_t s_stamp_now(const sl_client_t *c)
+{
+    return c->epoch_known ? c->epoch : 0;
+}
+
+/* Send (or send again) a request as it is, a publish stamped with the
+ * node epoch known now: a node refuses a publish naming an earlier
+ * incarnation of itself, so one that waited in a queue while the node
+ * restarted never runs there behind our back. */
+static void s_req_send_as(sl_client_t *c, sl__req_t *r, uint64_t stamp, int64_t now)
+{
+    if (r->stamp_at) {
+        r->stamp = stamp;
+        sl__stamp(r->buf + r->stamp_at, stamp);
+    }
+    s_send_bytes(c, r->buf, r->len);
+    r->sent_at = now;
+}
+
+static void s_req_send(sl_client_t *c, sl__req_t *r, int64_t now)
+{
+    s_req_send_as(c, r, s_stamp_now(c), now);
 }
 
 static int s_hb_interval(const sl_client_t *c)
@@ -395,8 +423,7 @@ static void s_new_session(sl_client_t *c)
             s_send_subscribe(c, s);
     int64_t now = sl_now();
     for (sl__req_t *r = c->req_head; r; r = r->next) {
-        s_send_bytes(c, r->buf, r->len);
-        r->sent_at = now;
+        s_req_send(c, r, now);
         atomic_fetch_add(&c->ctr.resent, 1);
     }
     c->resync = false;
@@ -425,6 +452,41 @@ static void s_saw_epoch(sl_client_t *c, uint64_t epoch)
         s_new_session(c);
     }
     atomic_store(&c->ctr.epoch, epoch);
+}
+
+/* A fresh connection: the old DEALER is closed without linger, so that
+ * ZeroMQ discards whatever it still holds for the node (a publish the
+ * cluster has given up here and sent elsewhere must never arrive later,
+ * when the node is back), and a new one is connected, to *endpoint_p
+ * (taken) if set. The node sees a new peer: a new session starts when it
+ * answers. If no socket can be made the old one stays. */
+static void s_reconnect(sl_client_t *c, char **endpoint_p)
+{
+    void *old_sock = c->sock, *old_mon = c->mon;
+    char *old_ep = c->endpoint;
+    if (endpoint_p && *endpoint_p) {
+        c->endpoint = *endpoint_p;
+        *endpoint_p = NULL;
+    }
+    if (sl__client_sock_open(c) != SL_OK) {
+        if (c->endpoint != old_ep) {
+            free(c->endpoint);
+            c->endpoint = old_ep;
+        }
+        return;
+    }
+    if (c->endpoint != old_ep)
+        free(old_ep);
+    zmq_socket_monitor(old_sock, NULL, 0);
+    zmq_close(old_sock); /* ZMQ_LINGER 0: its queue goes with it */
+    zmq_close(old_mon);
+    c->up = false;
+    c->tcp_dropped = false;
+    c->epoch_known = false;
+    c->resync = true;
+    atomic_store(&c->ctr.connected, false);
+    atomic_store(&c->ctr.linked, false);
+    s_send_heartbeat(c); /* introduce ourselves: the node answers in kind */
 }
 
 static void s_monitor(sl_client_t *c)
@@ -470,11 +532,38 @@ static void s_monitor(sl_client_t *c)
 
 /* --- receiving ------------------------------------------------------- */
 
+/* Did the node refuse the publish as meant for another incarnation? It
+ * refuses every job of it so, or none. */
+static bool s_stale_confirm(const Sluice__V1__PublishConfirm *pc)
+{
+    for (size_t i = 0; i < pc->n_confirms; i++)
+        if (pc->confirms[i]->status == SLUICE__V1__JOB_CONFIRM__STATUS__REJECTED &&
+            pc->confirms[i]->code == SLUICE__V1__ERROR__CODE__STALE_EPOCH)
+            return true;
+    return false;
+}
+
 static void s_on_confirm(sl_client_t *c, uint64_t corr, Sluice__V1__PublishConfirm *pc)
 {
     sl__req_t *r = sl__req_find(c, corr);
     if (!r || r->kind != SL__REQ_PUBLISH)
         return; /* answered already (a resend's second confirm) or gave up */
+    if (s_stale_confirm(pc)) {
+        /* Never a failure: the jobs are still ours to place, here (this
+         * request stands) or, if the cluster gives up on the node,
+         * elsewhere. Which copy was refused, corr does not say: sent last
+         * under an epoch since left behind, r goes again under the current
+         * one; sent last under the current one, either an older copy was
+         * refused or the node restarted unnoticed (its next heartbeat will
+         * say), and a copy naming no epoch is taken in both cases; sent
+         * last naming none, the refusal was of an older copy. */
+        uint64_t now_stamp = s_stamp_now(c);
+        if (r->stamp != 0) {
+            s_req_send_as(c, r, r->stamp != now_stamp ? now_stamp : 0, sl_now());
+            atomic_fetch_add(&c->ctr.resent, 1);
+        }
+        return;
+    }
     sl__req_remove(c, r);
     if (pc->n_confirms != r->n_jobs)
         sl__req_complete_publish(r, SL_EPROTO, "confirm count does not match the jobs sent",
@@ -506,6 +595,8 @@ static void s_on_admin_reply(sl_client_t *c, uint64_t corr, Sluice__V1__AdminRep
         return;
     }
     sl_admin_reply_t *a = &rep->admin;
+    if (ar->next && strlen(ar->next) < sizeof rep->next)
+        s_copy(rep->next, sizeof rep->next, ar->next); /* else: no name of a queue */
     s_copy(a->node_id, sizeof a->node_id, ar->node_id);
     a->epoch = ar->epoch;
     a->peers = ar->peers;
@@ -705,7 +796,16 @@ static void s_on_env(sl_client_t *c, env_t *env)
         }
         atomic_fetch_add(&c->ctr.bad_messages, 1);
         break;
-    default: /* requests a node never sends, or kinds newer than us */
+    case SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE_REPLY:
+        /* A Subscribe or Unsubscribe was carried out. Credit is ours to
+         * count (the node's figure may predate acks in flight) and a
+         * refusal comes as an Error, so this says nothing we act on. */
+        break;
+    case SLUICE__V1__ENVELOPE__BODY__NOT_SET:
+        /* A kind newer than this build (or none): ignored, so that nodes
+         * can grow the protocol without breaking older clients. */
+        break;
+    default: /* requests a node never sends */
         atomic_fetch_add(&c->ctr.bad_messages, 1);
         break;
     }
@@ -762,8 +862,7 @@ static void s_on_cmd(sl_client_t *c, sl__cmd_t *cmd)
             sl__req_complete_error(r, rc, 0, NULL);
             break;
         }
-        r->sent_at = sl_now();
-        s_send_bytes(c, r->buf, r->len);
+        s_req_send(c, r, sl_now());
         break;
     }
     case SL__CMD_ACK: /* acks come as tagged deliveries (s_on_ack) */
@@ -812,6 +911,13 @@ static void s_on_cmd(sl_client_t *c, sl__cmd_t *cmd)
         }
         break;
     }
+    case SL__CMD_RECONNECT:
+        if (!c->stopping && !(cmd->if_down && c->up)) {
+            char *ep = (char *)cmd->buf;
+            s_reconnect(c, &ep);
+            cmd->buf = (uint8_t *)ep; /* freed with the command if not taken */
+        }
+        break;
     case SL__CMD_RESUB:
         s->window = cmd->window;
         s->concurrency = cmd->concurrency;
@@ -885,8 +991,7 @@ static void s_timers(sl_client_t *c, int64_t now)
         int64_t age = (int64_t)c->resend_ms * 1000000;
         for (r = c->req_head; r; r = r->next)
             if (now - r->sent_at >= age) {
-                s_send_bytes(c, r->buf, r->len);
-                r->sent_at = now;
+                s_req_send(c, r, now);
                 atomic_fetch_add(&c->ctr.resent, 1);
             }
         c->next_resend_scan = now + age / 4 + 1;
@@ -932,6 +1037,8 @@ void *sl__io_main(void *arg)
     for (;;) {
         int64_t now = sl_now();
         long timeout = s_poll_timeout(c, now);
+        items[0].socket = c->sock; /* new ones after a reconnect */
+        items[2].socket = c->mon;
         int n = zmq_poll(items, 3, timeout);
         if (n < 0 && errno != EINTR)
             break; /* the context is gone */

@@ -8,6 +8,15 @@
 
 #include "client_int.h"
 
+/* sl_code_t is Error.Code, value for value. */
+#define S_SAME(a, b) ((int)(a) == (int)(b))
+_Static_assert(S_SAME(SL_CODE_BAD_QUEUE, SLUICE__V1__ERROR__CODE__BAD_QUEUE) &&
+                   S_SAME(SL_CODE_FULL, SLUICE__V1__ERROR__CODE__FULL) &&
+                   S_SAME(SL_CODE_STALE_EPOCH, SLUICE__V1__ERROR__CODE__STALE_EPOCH) &&
+                   S_SAME(SL_CODE_DRAINING, SLUICE__V1__ERROR__CODE__DRAINING) &&
+                   S_SAME(SL_CODE_OVERLOADED, SLUICE__V1__ERROR__CODE__OVERLOADED),
+               "sl_code_t must follow Error.Code in proto/sluice.proto");
+
 #define S_BUCKETS_MIN 64
 
 sl__req_t *sl__req_new(int kind, uint64_t corr, int64_t deadline)
@@ -275,6 +284,8 @@ void sl__req_complete_publish(sl__req_t *r, int status, const char *text,
             break;
         }
         cf->retry_after_ms = jc->retry_after_ms;
+        if (cf->status == SL_CONFIRM_REJECTED)
+            cf->code = (int)jc->code;
         s_copy_text(cf->reason, sizeof cf->reason, jc->reason);
     }
     s_deliver(r, res);

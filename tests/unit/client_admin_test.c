@@ -1,7 +1,7 @@
 /* client_admin_test.c -- libsluice's admin calls against a real
- * sluice-node: stats of every queue and of one, an unknown queue, pause
- * and resume of deliveries, drain refusing publishes, and destroy with
- * requests still waiting. */
+ * sluice-node: stats of every queue (in pages, when there are many) and
+ * of one, an unknown queue, pause and resume of deliveries, drain
+ * refusing publishes, and destroy with requests still waiting. */
 #define _GNU_SOURCE
 #include <string.h>
 
@@ -137,10 +137,46 @@ static void test_client_admin__destroy_answers_pending_requests(void **state)
     sl_testnode_release(&n);
 }
 
+/* More queues than one frame holds: STATS comes in pages, and the client
+ * follows them to the last (each queue once, in name order). */
+static void test_client_admin__stats_of_many_queues_come_in_pages(void **state)
+{
+    (void)state;
+    sl_testnode_t n;
+    tc_node_start(&n, (const char *const[]){"--max-frame", "4k", "--max-job", "2k", NULL});
+    sl_client_opts_t o = {.endpoint = n.endpoint, .heartbeat_ms = 100, .max_frame = 4096};
+    int err = SL_OK;
+    sl_client_t *c = sl_client_new(&o, &err);
+    assert_non_null(c);
+    enum { QUEUES = 400, BATCH = 40 };
+    char names[QUEUES][16];
+    for (int i = 0; i < QUEUES; i += BATCH) {
+        sl_job_t jobs[BATCH];
+        sl_confirm_t cf[BATCH];
+        for (int k = 0; k < BATCH; k++) {
+            snprintf(names[i + k], sizeof names[i + k], "many.%04d", i + k);
+            jobs[k] = (sl_job_t){.queue = names[i + k], .payload = "x", .payload_len = 1};
+        }
+        SL_ASSERT_OK(sl_client_publish(c, jobs, BATCH, cf, sl_deadline_ms(tc_patience_ms())));
+    }
+    sl_queue_stats_t *qs = NULL;
+    size_t nq = 0;
+    SL_ASSERT_OK(sl_client_stats(c, NULL, &qs, &nq, sl_deadline_ms(tc_patience_ms())));
+    assert_int_equal(nq, QUEUES);
+    for (size_t i = 0; i < nq; i++) {
+        assert_string_equal(qs[i].name, names[i]);
+        assert_int_equal(qs[i].depth, 1);
+    }
+    free(qs);
+    sl_client_destroy(&c);
+    sl_testnode_release(&n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_client_admin__stats_every_queue_and_one),
+        cmocka_unit_test(test_client_admin__stats_of_many_queues_come_in_pages),
         cmocka_unit_test(test_client_admin__pause_stops_deliveries_until_resume),
         cmocka_unit_test(test_client_admin__drain_refuses_publishes),
         cmocka_unit_test(test_client_admin__destroy_answers_pending_requests),

@@ -1,9 +1,9 @@
 /* client_cluster_test.c -- libsluice in cluster mode. The coordinator is
  * played by a ZeroMQ ROUTER in the test (a protocol peer: it records what
  * the client sends and answers what the test tells it to); the data path
- * runs on real embedded nodes. One case also plays a node with a ROUTER,
- * to see exactly what Subscribe the client sends and to refuse it with
- * STALE_EPOCH. */
+ * runs on real embedded nodes. One case also plays a node with a ROUTER
+ * (clients/testsupport/testpeer.h), to see exactly what Subscribe the
+ * client sends and to refuse it with STALE_EPOCH. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,185 +17,9 @@
 #include "node_peer.h"
 #include "sluice/wire.h"
 #include "testclient.h"
+#include "testpeer.h"
 
 #define S_HB_MS 100 /* the client's heartbeat, and the peers' interval */
-
-/* --- a ROUTER peer: the coordinator, or a node ------------------------- */
-
-typedef struct {
-    void *ctx, *sock;
-    char endpoint[64];
-    pthread_mutex_t mu;         /* the socket, the log, rid, view          */
-    pthread_t th;
-    atomic_bool quit;
-    bool answer_hb;             /* answer Heartbeats (seem alive)          */
-    uint8_t rid[SL_WIRE_RID_MAX];
-    size_t rid_len;             /* the last client heard                   */
-    Sluice__V1__Envelope **log; /* everything but Heartbeats, in order     */
-    size_t nlog, cap;
-    Sluice__V1__ClusterView *view; /* answer Admin{CLUSTER} with this     */
-    const Sluice__V1__RouteTable *table; /* answer RouteRequests with this */
-    const Sluice__V1__Assignment *assignment; /* answer ConsumerJoins whose
-                                   epoch is not its epoch with this        */
-} peer_t;
-
-static void s_peer_answer_hb(peer_t *p)
-{
-    Sluice__V1__Heartbeat hb = SLUICE__V1__HEARTBEAT__INIT;
-    hb.node_id = "peer";
-    hb.epoch = 42;
-    hb.interval_ms = S_HB_MS;
-    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
-    env.body_case = SLUICE__V1__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &hb;
-    sl_wire_send(p->sock, p->rid, p->rid_len, &env, ZMQ_DONTWAIT);
-}
-
-static void s_peer_answer_admin(peer_t *p, uint64_t corr)
-{
-    Sluice__V1__AdminReply ar = SLUICE__V1__ADMIN_REPLY__INIT;
-    ar.node_id = "coord-test";
-    ar.cluster = p->view;
-    Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
-    env.corr = corr;
-    env.body_case = SLUICE__V1__ENVELOPE__BODY_ADMIN_REPLY;
-    env.admin_reply = &ar;
-    sl_wire_send(p->sock, p->rid, p->rid_len, &env, ZMQ_DONTWAIT);
-}
-
-static void *s_peer_main(void *arg)
-{
-    peer_t *p = arg;
-    while (!atomic_load(&p->quit)) {
-        zmq_pollitem_t it = {.socket = p->sock, .events = ZMQ_POLLIN};
-        pthread_mutex_lock(&p->mu);
-        if (zmq_poll(&it, 1, 5) > 0) {
-            sl_wire_msg_t m;
-            if (sl_wire_try_recv(p->sock, true, 0, &m) == SL_OK) {
-                memcpy(p->rid, m.rid, m.rid_len);
-                p->rid_len = m.rid_len;
-                Sluice__V1__Envelope *env = m.env;
-                m.env = NULL;
-                if (env->body_case == SLUICE__V1__ENVELOPE__BODY_HEARTBEAT) {
-                    if (p->answer_hb)
-                        s_peer_answer_hb(p);
-                    sl_wire_env_free(&env);
-                } else {
-                    if (env->body_case == SLUICE__V1__ENVELOPE__BODY_ADMIN && p->view)
-                        s_peer_answer_admin(p, env->corr);
-                    if (env->body_case == SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN &&
-                        p->assignment && env->consumer_join->epoch != p->assignment->epoch) {
-                        Sluice__V1__Envelope out = SLUICE__V1__ENVELOPE__INIT;
-                        out.body_case = SLUICE__V1__ENVELOPE__BODY_ASSIGNMENT;
-                        out.assignment = (Sluice__V1__Assignment *)p->assignment;
-                        sl_wire_send(p->sock, p->rid, p->rid_len, &out, ZMQ_DONTWAIT);
-                    }
-                    if (env->body_case == SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST && p->table) {
-                        Sluice__V1__Envelope out = SLUICE__V1__ENVELOPE__INIT;
-                        out.body_case = SLUICE__V1__ENVELOPE__BODY_ROUTE_TABLE;
-                        out.route_table = (Sluice__V1__RouteTable *)p->table;
-                        sl_wire_send(p->sock, p->rid, p->rid_len, &out, ZMQ_DONTWAIT);
-                    }
-                    if (p->nlog == p->cap) {
-                        p->cap = p->cap ? p->cap * 2 : 64;
-                        p->log = realloc(p->log, p->cap * sizeof *p->log);
-                        assert_non_null(p->log);
-                    }
-                    p->log[p->nlog++] = env;
-                }
-            }
-            sl_wire_msg_release(&m);
-        }
-        pthread_mutex_unlock(&p->mu);
-        sched_yield();
-    }
-    return NULL;
-}
-
-static peer_t *s_peer_new(bool answer_hb)
-{
-    peer_t *p = calloc(1, sizeof *p);
-    assert_non_null(p);
-    p->answer_hb = answer_hb;
-    p->ctx = zmq_ctx_new();
-    p->sock = zmq_socket(p->ctx, ZMQ_ROUTER);
-    int zero = 0;
-    zmq_setsockopt(p->sock, ZMQ_LINGER, &zero, sizeof zero);
-    assert_int_equal(zmq_bind(p->sock, "tcp://127.0.0.1:0"), 0);
-    size_t len = sizeof p->endpoint;
-    assert_int_equal(zmq_getsockopt(p->sock, ZMQ_LAST_ENDPOINT, p->endpoint, &len), 0);
-    pthread_mutex_init(&p->mu, NULL);
-    p->th = sl_test_thread(s_peer_main, p);
-    return p;
-}
-
-static void s_peer_destroy(peer_t **p_p)
-{
-    peer_t *p = *p_p;
-    if (!p)
-        return;
-    *p_p = NULL;
-    atomic_store(&p->quit, true);
-    sl_test_join(p->th);
-    for (size_t i = 0; i < p->nlog; i++)
-        sl_wire_env_free(&p->log[i]);
-    free(p->log);
-    zmq_close(p->sock);
-    zmq_ctx_term(p->ctx);
-    pthread_mutex_destroy(&p->mu);
-    free(p);
-}
-
-/* Send env to the last client heard from. */
-static void s_peer_send(peer_t *p, const Sluice__V1__Envelope *env)
-{
-    pthread_mutex_lock(&p->mu);
-    assert_true(p->rid_len > 0);
-    int rc = sl_wire_send(p->sock, p->rid, p->rid_len, env, 0);
-    pthread_mutex_unlock(&p->mu);
-    SL_ASSERT_OK(rc);
-}
-
-/* The queue an envelope is about, for the kinds a client sends. */
-static const char *s_env_queue(const Sluice__V1__Envelope *e)
-{
-    switch (e->body_case) {
-    case SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST:
-        return e->route_request->queue;
-    case SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN:
-        return e->consumer_join->queue;
-    case SLUICE__V1__ENVELOPE__BODY_CONSUMER_LEAVE:
-        return e->consumer_leave->queue;
-    case SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE:
-        return e->subscribe->queue;
-    default:
-        return "";
-    }
-}
-
-/* The first logged envelope of kind about queue at index >= *from, waited
- * for; *from moves past it. Borrowed until the peer is destroyed. */
-static const Sluice__V1__Envelope *s_peer_wait(peer_t *p, size_t *from,
-                                               Sluice__V1__Envelope__BodyCase kind,
-                                               const char *queue)
-{
-    int64_t end = sl_deadline_ms(tc_patience_ms());
-    for (;;) {
-        pthread_mutex_lock(&p->mu);
-        for (size_t i = *from; i < p->nlog; i++) {
-            const Sluice__V1__Envelope *e = p->log[i];
-            if (e->body_case == kind && strcmp(s_env_queue(e), queue) == 0) {
-                *from = i + 1;
-                pthread_mutex_unlock(&p->mu);
-                return e;
-            }
-        }
-        pthread_mutex_unlock(&p->mu);
-        if (sl_now() > end)
-            fail_msg("no %s about '%s' within the patience", sl_wire_kind_name(kind), queue);
-        sl_sleep_ms(2);
-    }
-}
 
 /* --- the coordinator's messages ---------------------------------------- */
 
@@ -222,7 +46,7 @@ static void s_refs(const s_route_t *rs, size_t n, Sluice__V1__NodeRef *refs)
     }
 }
 
-static void s_send_table(peer_t *coord, const char *queue, uint64_t version,
+static void s_send_table(tpeer_t *coord, const char *queue, uint64_t version,
                          const s_route_t *rs, size_t n)
 {
     Sluice__V1__NodeRef refs[8];
@@ -245,10 +69,10 @@ static void s_send_table(peer_t *coord, const char *queue, uint64_t version,
     Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_ROUTE_TABLE;
     env.route_table = &rt;
-    s_peer_send(coord, &env);
+    tpeer_send(coord, &env);
 }
 
-static void s_send_assignment(peer_t *coord, const char *queue, uint64_t epoch,
+static void s_send_assignment(tpeer_t *coord, const char *queue, uint64_t epoch,
                               const s_route_t *rs, size_t n)
 {
     Sluice__V1__NodeRef refs[8];
@@ -265,29 +89,40 @@ static void s_send_assignment(peer_t *coord, const char *queue, uint64_t epoch,
     Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_ASSIGNMENT;
     env.assignment = &a;
-    s_peer_send(coord, &env);
+    tpeer_send(coord, &env);
 }
 
 /* --- fixture: two embedded nodes, the coordinator, the client ---------- */
 
 static sl_node_t *s_nodes[2];
 static sl_client_t *s_direct[2]; /* plain clients to look at each node */
-static peer_t *s_coord, *s_fake;
+static tpeer_t *s_coord, *s_fake;
 static sl_client_t *s_client;
 
 /* Start n1 and n2; n1 holds at most n1_max_length jobs (0: the default). */
+/* Start node i ("n1", "n2") and its plain client: on endpoint (NULL: a
+ * free port), with max_length and heartbeat_ms (0: the defaults). */
+static void s_node_start(int i, sl_overflow_t overflow, uint64_t max_length, int heartbeat_ms,
+                         const char *endpoint)
+{
+    sl_node_opts_t o;
+    node_test_opts(&o);
+    o.node_id = i == 0 ? "n1" : "n2";
+    o.overflow = overflow;
+    if (max_length)
+        o.max_length = max_length;
+    if (heartbeat_ms)
+        o.heartbeat_ms = heartbeat_ms;
+    if (endpoint)
+        o.endpoint = endpoint;
+    s_nodes[i] = node_test_start(&o);
+    s_direct[i] = tc_client(sl_node_endpoint(s_nodes[i]));
+}
+
 static void s_start_nodes(sl_overflow_t overflow, uint64_t n1_max_length)
 {
-    for (int i = 0; i < 2; i++) {
-        sl_node_opts_t o;
-        node_test_opts(&o);
-        o.node_id = i == 0 ? "n1" : "n2";
-        o.overflow = overflow;
-        if (i == 0 && n1_max_length)
-            o.max_length = n1_max_length;
-        s_nodes[i] = node_test_start(&o);
-        s_direct[i] = tc_client(sl_node_endpoint(s_nodes[i]));
-    }
+    for (int i = 0; i < 2; i++)
+        s_node_start(i, overflow, i == 0 ? n1_max_length : 0, 0, NULL);
 }
 
 static const char *s_ep(int i)
@@ -297,7 +132,7 @@ static const char *s_ep(int i)
 
 static sl_client_t *s_cluster_client(const char *consumer_id)
 {
-    s_coord = s_peer_new(true);
+    s_coord = tpeer_new(true);
     sl_client_opts_t o = {.coordinator = s_coord->endpoint, .heartbeat_ms = S_HB_MS,
                           .consumer_id = consumer_id};
     int err = SL_OK;
@@ -316,8 +151,8 @@ static int s_teardown(void **state)
         sl_client_destroy(&s_direct[i]);
         sl_node_destroy(&s_nodes[i]);
     }
-    s_peer_destroy(&s_coord);
-    s_peer_destroy(&s_fake);
+    tpeer_destroy(&s_coord);
+    tpeer_destroy(&s_fake);
     return 0;
 }
 
@@ -364,7 +199,7 @@ static sl_confirm_status_t s_publish(const char *queue, const char *key)
 static void s_route_both(const char *queue, uint64_t version)
 {
     size_t at = 0;
-    s_peer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, queue);
+    tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, queue);
     s_route_t rs[] = {{"n1", s_ep(0), 0, 11, 0}, {"n2", s_ep(1), 0, 12, 0}};
     s_send_table(s_coord, queue, version, rs, 2);
 }
@@ -421,7 +256,7 @@ static void test_client_cluster__a_loaded_node_gets_fewer_jobs(void **state)
     int err = SL_OK;
     sl_chan_t *p = sl_client_publish_async(s_client, &j, 1, sl_deadline_ms(tc_patience_ms()), &err);
     assert_non_null(p);
-    s_peer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, "skew");
+    tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, "skew");
     s_route_t rs[] = {{"n1", s_ep(0), 30, 1, 0}, {"n2", s_ep(1), 0, 1, 0}};
     s_send_table(s_coord, "skew", 1, rs, 2);
     sl_publish_result_t *res = s_take_result(&p);
@@ -535,7 +370,7 @@ static void s_failover_case(bool remove_from_table)
     int err = SL_OK;
     sl_chan_t *p = sl_client_publish_async(s_client, jobs, N, sl_deadline_ms(tc_patience_ms()), &err);
     assert_non_null(p);
-    s_peer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, "fo");
+    tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, "fo");
     s_route_t only1[] = {{"n1", s_ep(0), 0, 11, 0}};
     s_send_table(s_coord, "fo", 1, only1, 1);
     /* The jobs reach n1 and wait there for room. */
@@ -610,7 +445,7 @@ static void test_client_cluster__coordinator_gone_publishing_goes_on_with_the_la
     /* An empty table (a restarted coordinator in its grace) is ignored. */
     s_send_table(s_coord, "last", 2, NULL, 0);
     sl_sleep_ms(2 * S_HB_MS);
-    s_peer_destroy(&s_coord);
+    tpeer_destroy(&s_coord);
     TC_WAIT_TRUE(({ sl_client_counters_t k; sl_client_counters(s_client, &k); !k.connected; }));
     for (int i = 0; i < 20; i++)
         assert_int_equal(s_publish("last", NULL), SL_CONFIRM_ACCEPTED);
@@ -633,8 +468,8 @@ static void test_client_cluster__no_route_waits_until_the_deadline(void **state)
     assert_true(sl_test_ms_since(t0) >= 290);
     /* it asked, and keeps asking every interval */
     size_t at = 0;
-    s_peer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, "nowhere");
-    s_peer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, "nowhere");
+    tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, "nowhere");
+    tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, "nowhere");
     sl_client_counters_t k;
     sl_client_counters(s_client, &k);
     assert_int_equal(k.unrouted, 0);
@@ -647,7 +482,7 @@ static void test_client_cluster__assignment_subscribes_with_member_epoch_and_sha
 {
     (void)state;
     s_start_nodes(SL_OVERFLOW_BLOCK, 0);
-    s_fake = s_peer_new(true);
+    s_fake = tpeer_new(true);
     for (int i = 0; i < 20; i++)
         assert_int_equal(tc_publish(s_direct[0], "work", "job"), SL_CONFIRM_ACCEPTED);
     s_cluster_client("consumer-a");
@@ -656,7 +491,7 @@ static void test_client_cluster__assignment_subscribes_with_member_epoch_and_sha
     assert_non_null(ch);
     size_t at = 0;
     const Sluice__V1__Envelope *e =
-        s_peer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "work");
+        tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "work");
     assert_string_equal(e->consumer_join->consumer_id, "consumer-a");
     assert_int_equal(e->consumer_join->concurrency, 8);
     assert_int_equal(e->consumer_join->epoch, 0);
@@ -664,7 +499,7 @@ static void test_client_cluster__assignment_subscribes_with_member_epoch_and_sha
     s_route_t as[] = {{"n1", s_ep(0), 0, 0, 750}, {"f1", s_fake->endpoint, 0, 77, 250}};
     s_send_assignment(s_coord, "work", 5, as, 2);
     size_t fat = 0;
-    e = s_peer_wait(s_fake, &fat, SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE, "work");
+    e = tpeer_wait(s_fake, &fat, SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE, "work");
     assert_int_equal(e->subscribe->member_epoch, 77);
     assert_int_equal(e->subscribe->credit, 2);
     assert_string_equal(e->subscribe->consumer_id, "consumer-a");
@@ -677,7 +512,7 @@ static void test_client_cluster__assignment_subscribes_with_member_epoch_and_sha
     assert_int_equal(st.in_flight, 6);
     /* the client now names the assignment it runs on */
     for (;;) {
-        e = s_peer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "work");
+        e = tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "work");
         if (e->consumer_join->epoch == 5)
             break;
     }
@@ -696,7 +531,7 @@ static void test_client_cluster__assignment_subscribes_with_member_epoch_and_sha
     TC_WAIT_STATS(s_direct[0], "work", st.acked == 20);
     size_t mark = at;
     SL_ASSERT_OK(sl_client_unsubscribe(s_client, "work", sl_deadline_ms(tc_patience_ms())));
-    e = s_peer_wait(s_coord, &mark, SLUICE__V1__ENVELOPE__BODY_CONSUMER_LEAVE, "work");
+    e = tpeer_wait(s_coord, &mark, SLUICE__V1__ENVELOPE__BODY_CONSUMER_LEAVE, "work");
     assert_string_equal(e->consumer_leave->consumer_id, "consumer-a");
     TC_WAIT_STATS(s_direct[0], "work", st.consumers == 0);
     void *v = NULL;
@@ -730,7 +565,7 @@ static void test_client_cluster__reassignment_moves_the_consumer(void **state)
     SL_ASSERT_ERR(sl_client_consume(s_client, "move", 4, s_handler, &w, 0), SL_ESTATE);
     size_t at = 0;
     const Sluice__V1__Envelope *e =
-        s_peer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "move");
+        tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "move");
     /* the default id: <hostname>:<pid>:<random hex> */
     char prefix[200];
     char host[128] = "";
@@ -775,22 +610,22 @@ static void test_client_cluster__reassignment_moves_the_consumer(void **state)
 static void test_client_cluster__stale_epoch_asks_the_coordinator_again(void **state)
 {
     (void)state;
-    s_fake = s_peer_new(true);
+    s_fake = tpeer_new(true);
     s_cluster_client("consumer-s");
     int err = SL_OK;
     sl_chan_t *ch = sl_client_subscribe(s_client, "st", 4, &err);
     assert_non_null(ch);
     size_t at = 0;
-    s_peer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "st");
+    tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "st");
     s_route_t as[] = {{"f1", s_fake->endpoint, 0, 7, 1000}};
     s_send_assignment(s_coord, "st", 9, as, 1);
     size_t fat = 0;
     const Sluice__V1__Envelope *e =
-        s_peer_wait(s_fake, &fat, SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE, "st");
+        tpeer_wait(s_fake, &fat, SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE, "st");
     assert_int_equal(e->subscribe->member_epoch, 7);
     assert_int_equal(e->subscribe->credit, 4);
     for (;;) { /* following epoch 9 */
-        e = s_peer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "st");
+        e = tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "st");
         if (e->consumer_join->epoch == 9)
             break;
     }
@@ -801,9 +636,9 @@ static void test_client_cluster__stale_epoch_asks_the_coordinator_again(void **s
     Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_ERROR;
     env.error = &er;
-    s_peer_send(s_fake, &env);
+    tpeer_send(s_fake, &env);
     for (;;) { /* asks again with epoch 0 */
-        e = s_peer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "st");
+        e = tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "st");
         if (e->consumer_join->epoch == 0)
             break;
     }
@@ -814,7 +649,7 @@ static void test_client_cluster__stale_epoch_asks_the_coordinator_again(void **s
     s_route_t again[] = {{"f1", s_fake->endpoint, 0, 8, 1000}};
     s_send_assignment(s_coord, "st", 10, again, 1);
     for (;;) {
-        e = s_peer_wait(s_fake, &fat, SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE, "st");
+        e = tpeer_wait(s_fake, &fat, SLUICE__V1__ENVELOPE__BODY_SUBSCRIBE, "st");
         if (e->subscribe->member_epoch == 8)
             break;
     }
@@ -934,7 +769,7 @@ static int s_cli(char **out, const char *const *env, const char *const *args)
 static void test_client_cluster__cli_stats_prints_the_whole_cluster(void **state)
 {
     (void)state;
-    s_coord = s_peer_new(true);
+    s_coord = tpeer_new(true);
     static s_view_t vw;
     s_view_init(&vw);
     pthread_mutex_lock(&s_coord->mu);
@@ -976,7 +811,7 @@ static void test_client_cluster__cli_publishes_and_consumes_through_the_coordina
 {
     (void)state;
     s_start_nodes(SL_OVERFLOW_BLOCK, 0);
-    s_coord = s_peer_new(true);
+    s_coord = tpeer_new(true);
     for (int i = 0; i < 2; i++) {
         sluice__v1__node_ref__init(&s_cli_refs[i]);
         s_cli_refs[i].node_id = i ? "n2" : "n1";

@@ -166,6 +166,8 @@ static void test_client_publish__drop_new_rejects_when_full(void **state)
     assert_int_equal(cf[1].status, SL_CONFIRM_ACCEPTED);
     assert_int_equal(cf[2].status, SL_CONFIRM_REJECTED);
     assert_non_null(strstr(cf[2].reason, "full"));
+    assert_int_equal(cf[2].code, SL_CODE_FULL); /* the reason, as a code */
+    assert_int_equal(cf[0].code, SL_CODE_NONE);
     sl_client_destroy(&c);
     sl_testnode_release(&n);
 }

@@ -22,13 +22,13 @@
 #include "sluice/chan.h"
 #include "sluice/error.h"
 #include "sluice/id.h"
+#include "sluice/name.h" /* SL_QUEUE_NAME_MAX, the queue name rule */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define SL_CLIENT_ENDPOINT_DEFAULT "tcp://127.0.0.1:7450"
-#define SL_QUEUE_NAME_MAX 128  /* characters in a queue name: [A-Za-z0-9._:-] */
 
 typedef struct sl_client sl_client_t;
 
@@ -166,11 +166,36 @@ typedef enum {
     SL_CONFIRM_REJECTED = 2   /* not stored: see reason, retry_after_ms    */
 } sl_confirm_status_t;
 
+/* Why a node refused something, as a code: its Error.Code (see
+ * proto/sluice.proto), in sl_confirm_t.code and sl_admin_reply_t.node_code.
+ * A node may send codes newer than this list. */
+typedef enum {
+    SL_CODE_NONE = 0,           /* no code given (Error.Code UNKNOWN)       */
+    SL_CODE_BAD_MESSAGE = 1,
+    SL_CODE_UNKNOWN_KIND = 2,
+    SL_CODE_BAD_QUEUE = 3,      /* invalid queue name, or no such queue     */
+    SL_CODE_BAD_ID = 4,
+    SL_CODE_STALE_LEASE = 5,
+    SL_CODE_NOT_SUBSCRIBED = 6,
+    SL_CODE_FULL = 7,           /* queue full (drop-new) or node at limit   */
+    SL_CODE_PAUSED = 8,
+    SL_CODE_SHUTTING_DOWN = 9,
+    SL_CODE_STALE_EPOCH = 10,   /* meant for another incarnation of the node */
+    SL_CODE_DRAINING = 11,      /* queue draining: publishes refused        */
+    SL_CODE_LIMIT = 12,         /* a node limit (max-queues, max-waiting)   */
+    SL_CODE_OVERLOADED = 13     /* the peer did not read its replies        */
+} sl_code_t;
+
 typedef struct {
     uint8_t id[SL_ID_LEN];
     sl_confirm_status_t status;
     uint32_t retry_after_ms;      /* REJECTED: retry after this, if > 0   */
     char reason[128];             /* REJECTED: why (truncated), else ""   */
+    int code;                     /* REJECTED: why, as an sl_code_t
+                                     (SL_CODE_FULL, SL_CODE_DRAINING, ...);
+                                     SL_CODE_NONE if the node gave none.
+                                     Never SL_CODE_STALE_EPOCH: the client
+                                     sends such a job again itself         */
 } sl_confirm_t;
 
 /* Publish n jobs (n >= 1) in one request and wait for the node's confirm
@@ -181,7 +206,10 @@ typedef struct {
  * the one from wherever it landed; with no route yet the call waits for
  * one until deadline (SL_ETIMEDOUT). A job that is
  * not confirmed when the connection is re-established or the node
- * restarts is sent again with the same id (the node deduplicates). Under
+ * restarts is sent again with the same id (the node deduplicates). Each
+ * publish names the node epoch last heard; a node that refuses it as
+ * meant for another incarnation (STALE_EPOCH) gets it again, never the
+ * caller a rejection. Under
  * the node's `block` overflow policy the confirm comes only when there is
  * room: the call waits, up to deadline.
  * Returns SL_OK (confirms filled: check each status), SL_ETIMEDOUT
@@ -216,7 +244,8 @@ void sl_publish_result_destroy(sl_publish_result_t **result_p);
 /* Job ids are sluice/id.h's: sl_id_new() makes one (time-ordered, like
  * UUIDv7), sl_id_to_hex() formats it. */
 
-/* 0 if name is a valid queue name, else SL_EINVAL. */
+/* 0 if name is a valid queue name (sluice/name.h: SL_QUEUE_NAME_RULE),
+ * else SL_EINVAL. */
 int sl_queue_name_check(const char *name);
 
 /* --- Consuming ------------------------------------------------------- */
@@ -367,7 +396,8 @@ typedef struct {
     uint64_t epoch;
     uint64_t peers;
     uint64_t bad_messages;        /* malformed messages the node received */
-    int node_code;                /* the node's Error.code; 0 = none      */
+    int node_code;                /* the node's Error.code (sl_code_t);
+                                     0 = none                             */
     char node_text[256];          /* the node's explanation               */
 } sl_admin_reply_t;
 
@@ -383,7 +413,9 @@ int sl_client_admin(sl_client_t *self, sl_admin_op_t op, const char *queue,
 void sl_admin_reply_release(sl_admin_reply_t *reply);
 
 /* Shorthands. sl_client_stats: *stats_out gets an array of *n_out queues
- * (caller owns; free()).
+ * (caller owns; free()). STATS of every queue (queue NULL) is asked for
+ * in pages, followed to the last one within deadline, so any number of
+ * queues is listed, in name order.
  *
  * Cluster mode: sl_client_admin and the shorthands ask every node the
  * coordinator lists as alive. STATS sums each queue over the nodes
