@@ -9,8 +9,10 @@
  * outbound channel holds; it waits on the socket and on the outbound
  * channel's eventfd with one zmq_poll. When inbound is full it stops
  * reading the socket, so a flood backs up into ZeroMQ's and TCP's buffers
- * instead of node memory. Frames (sl__out_t) are owned by whoever holds
- * them: the engine until sl__out_send, then the socket thread. */
+ * instead of node memory. A peer that does not read its replies is held
+ * back alone, and cut off past a bound ("slow readers" below). Frames
+ * (sl__out_t) are owned by whoever holds them: the engine until
+ * sl__out_send, then the socket thread. */
 #define _GNU_SOURCE
 #include <zmq.h>
 #include <errno.h>
