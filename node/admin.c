@@ -1,5 +1,5 @@
 /* admin.c -- Admin requests: STATS (one queue, or every queue in pages
- * sorted by name), PAUSE, RESUME, DRAIN. Runs on the engine; every reply
+ * sorted by name), PAUSE, RESUME, DRAIN, POLICY. Runs on the engine; every reply
  * is built and freed within the call, and never exceeds max-frame. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,9 +8,11 @@
 #include "node_int.h"
 #include "sluice/name.h"
 
-static void s_fill(sl__queue_t *q, Sluice__V1__QueueStats *st)
+#define SL__POLICY_TEXT 256 /* room for every key of a policy, as text */
+
+static void s_fill(sl__queue_t *q, Sluice__V1__QueueStats *st, char *policy)
 {
-    sl__queue_stats(q, st);
+    sl__queue_stats(q, st, policy, SL__POLICY_TEXT);
     sl__rates_get(q, q->node->o.heartbeat_ms, &st->publish_rate, &st->ack_rate);
 }
 
@@ -93,7 +95,7 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
     r.oom = n->oom;
     const char *name = a->queue ? a->queue : "";
     bool one = name[0] != '\0';
-    if (a->op > SLUICE__V1__ADMIN__OP__DRAIN) {
+    if (a->op > SLUICE__V1__ADMIN__OP__POLICY || a->op == SLUICE__V1__ADMIN__OP__CLUSTER) {
         e.code = SLUICE__V1__ERROR__CODE__BAD_MESSAGE;
         e.text = "operation not served by a node";
         r.error = &e;
@@ -110,15 +112,29 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
     if (one) {
         Sluice__V1__QueueStats st;
         Sluice__V1__QueueStats *ptr = &st;
+        char policy[SL__POLICY_TEXT], why[160];
         sl__queue_t *q = NULL;
         if (!sl_queue_name_ok_str(name)) { /* as every message naming a queue */
             sl__send_error(n, p->rid, p->rid_len, corr, SLUICE__V1__ERROR__CODE__BAD_QUEUE,
                            "invalid queue name '%.128s': " SL_QUEUE_NAME_RULE, name);
             return;
         }
-        if (!(q = sl__queue_get(n, name, false, NULL))) {
-            e.code = SLUICE__V1__ERROR__CODE__BAD_QUEUE;
-            e.text = "no such queue";
+        int err = SL_OK;
+        bool policy_op = a->op == SLUICE__V1__ADMIN__OP__POLICY;
+        if (policy_op && !sl__map_get(n->policies, name, strlen(name)) &&
+            sl__map_size(n->policies) >= n->o.max_queues) {
+            e.code = SLUICE__V1__ERROR__CODE__LIMIT;
+            e.text = "too many queue policies (max-queues)";
+            r.error = &e;
+        } else if (policy_op && sl__queue_set_policy(n, name, a->policy, why, sizeof why) != 0) {
+            e.code = SLUICE__V1__ERROR__CODE__BAD_MESSAGE;
+            e.text = why;
+            r.error = &e;
+        } else if (!(q = sl__queue_get(n, name, policy_op, &err))) {
+            /* POLICY makes the queue, so that its stats show the policy. */
+            e.code = err == SL_ELIMIT ? SLUICE__V1__ERROR__CODE__LIMIT
+                                      : SLUICE__V1__ERROR__CODE__BAD_QUEUE;
+            e.text = err == SL_ELIMIT ? "too many queues (max-queues)" : "no such queue";
             r.error = &e;
         } else {
             if (a->op == SLUICE__V1__ADMIN__OP__PAUSE) {
@@ -133,7 +149,7 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
                 sl__queue_wake(q);           /* resumed: deliveries may go */
                 sl__queue_idle_check(n, q);  /* a flag set or cleared */
             }
-            s_fill(q, &st);
+            s_fill(q, &st, policy);
             r.n_queues = 1;
             r.queues = &ptr;
         }
@@ -148,8 +164,9 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
     sl__page_t pg = {a->after && a->after[0] ? a->after : NULL, NULL, 0, cap, 0};
     Sluice__V1__QueueStats *stats = calloc(cap + 1, sizeof *stats);
     Sluice__V1__QueueStats **ptrs = calloc(cap + 1, sizeof *ptrs);
+    char *policies = malloc((cap + 1) * SL__POLICY_TEXT);
     pg.heap = calloc(cap + 1, sizeof *pg.heap);
-    if (!stats || !ptrs || !pg.heap) {
+    if (!stats || !ptrs || !pg.heap || !policies) {
         n->oom++;
         e.code = SLUICE__V1__ERROR__CODE__LIMIT;
         e.text = "out of memory: ask for a smaller page (limit)";
@@ -163,7 +180,7 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
     /* As many as fit in max-frame, with room for the reply's own fields. */
     size_t budget = n->o.max_frame - 1024, used = 0, k = 0;
     for (; k < pg.k; k++) {
-        s_fill(pg.heap[k], &stats[k]);
+        s_fill(pg.heap[k], &stats[k], policies + k * SL__POLICY_TEXT);
         size_t sz = sluice__v1__queue_stats__get_packed_size(&stats[k]) + 8;
         if (k > 0 && used + sz > budget)
             break;
@@ -178,5 +195,6 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
 done:
     free(stats);
     free(ptrs);
+    free(policies);
     free(pg.heap);
 }

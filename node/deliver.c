@@ -356,13 +356,13 @@ int sl__queue_ack(sl__node_t *n, const Sluice__V1__Lease *l, Sluice__V1__Error__
 /* Exponential backoff with full jitter: uniformly random between 0 and
  * min(backoff-max, backoff-base * 2^(attempt-1)), from the node's own
  * generator (seeded per process, so nodes do not retry in lockstep). */
-static int64_t s_backoff(sl__node_t *n, uint32_t attempt)
+static int64_t s_backoff(sl__node_t *n, const sl__policy_t *pol, uint32_t attempt)
 {
-    int64_t d = n->o.backoff_base_ms;
-    for (uint32_t i = 1; i < attempt && d < n->o.backoff_max_ms; i++)
+    int64_t d = pol->backoff_base_ms;
+    for (uint32_t i = 1; i < attempt && d < pol->backoff_max_ms; i++)
         d *= 2;
-    if (d > n->o.backoff_max_ms)
-        d = n->o.backoff_max_ms;
+    if (d > pol->backoff_max_ms)
+        d = pol->backoff_max_ms;
     n->rng ^= n->rng << 13;
     n->rng ^= n->rng >> 7;
     n->rng ^= n->rng << 17;
@@ -391,7 +391,7 @@ int sl__queue_fail(sl__node_t *n, const Sluice__V1__Lease *l, bool retryable, co
     }
     if (retryable && j->attempt < j->max_attempts) {
         sl__job_move(n, j, SL__J_RETRY, SL__WHY_FAIL_RETRY, NULL);
-        if (sl__timer_arm(n, j, SL__T_RETRY, sl__mono_ms() + s_backoff(n, j->attempt)) != SL_OK) {
+        if (sl__timer_arm(n, j, SL__T_RETRY, sl__mono_ms() + s_backoff(n, j->q->pol, j->attempt)) != SL_OK) {
             n->oom++; /* no timer: retry now rather than never */
             sl__job_move(n, j, SL__J_READY, SL__WHY_DUE, NULL);
         }

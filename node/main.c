@@ -13,7 +13,7 @@
 #include "sluice/node.h"
 #include "sluice/sched.h"
 
-static char *o_endpoint, *o_node_id, *o_coordinator, *o_advertise;
+static char *o_endpoint, *o_node_id, *o_coordinator, *o_advertise, *o_queues;
 static int64_t o_capacity, o_heartbeat, o_lease, o_max_length, o_max_attempts, o_backoff_base,
     o_backoff_max, o_max_frame, o_max_job, o_max_waiting, o_max_dead, o_max_done, o_shutdown,
     o_workers, o_max_queues, o_queue_idle;
@@ -69,6 +69,9 @@ static sl_conf_opt_t s_opts[] = {
     {"max-done", SL_CONF_INT, "100000", "SLUICE_MAX_DONE",
      "ids of acked jobs remembered to answer resent publishes DUPLICATE", .min = 0,
      .max = 100000000, .store = &o_max_done},
+    {"queues", SL_CONF_STRING, "", "SLUICE_QUEUES",
+     "per-queue policies: NAME:key=value,...;NAME:... (keys: overflow, max-length, "
+     "max-attempts, backoff-base, backoff-max, max-dead)", .store = &o_queues},
     {"max-queues", SL_CONF_INT, "100000", "SLUICE_MAX_QUEUES",
      "queues held at once; a new queue beyond it is refused", .min = 1, .max = 100000000,
      .store = &o_max_queues},
@@ -158,6 +161,12 @@ int main(int argc, char **argv)
     no.max_done = (uint64_t)o_max_done;
     no.max_queues = (uint64_t)o_max_queues;
     no.queue_idle_ms = o_queue_idle;
+    no.queues = o_queues && o_queues[0] ? o_queues : NULL;
+    char qwhy[160];
+    if (no.queues && sl_node_queues_check(no.queues, qwhy, sizeof qwhy) != 0) {
+        SL_LOG(SL_LOG_ERROR, "invalid --queues: %s", qwhy);
+        return 2;
+    }
     no.coordinator = o_coordinator && o_coordinator[0] ? o_coordinator : NULL;
     no.advertise = o_advertise && o_advertise[0] ? o_advertise : NULL;
     no.capacity = (uint32_t)o_capacity;

@@ -51,6 +51,35 @@ void sl_node_opts_default(sl_node_opts_t *o)
 /* --- lifecycle -------------------------------------------------------------- */
 
 
+typedef struct {
+    sl_node_opts_t o;
+    char *why;
+    size_t size;
+} sl__qcheck_t;
+
+static int s_policy_check_one(const char *name, const char *spec, void *arg)
+{
+    (void)name;
+    sl__qcheck_t *c = arg;
+    sl__policy_t p;
+    sl__policy_from_opts(&p, &c->o);
+    return sl__policy_parse(&p, spec, c->why, c->size);
+}
+
+int sl_node_queues_check(const char *queues, char *why, size_t size)
+{
+    char buf[160];
+    sl__qcheck_t c = {.why = why && size ? why : buf, .size = why && size ? size : sizeof buf};
+    sl_node_opts_default(&c.o);
+    return queues ? sl__policy_each(queues, s_policy_check_one, &c, c.why, c.size) : 0;
+}
+
+static int s_policy_one(const char *name, const char *spec, void *arg)
+{
+    char why[160];
+    return sl__queue_set_policy(arg, name, spec, why, sizeof why);
+}
+
 sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
 {
     sl_node_opts_t d;
@@ -60,7 +89,8 @@ sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
     if (!o->endpoint || o->heartbeat_ms < 10 || o->lease_ms < 10 || o->max_length < 1 ||
         o->max_attempts < 1 || o->backoff_base_ms < 1 || o->backoff_max_ms < o->backoff_base_ms ||
         o->max_frame < 4096 || o->max_queues < 1 || o->queue_idle_ms < 0 || o->max_job < 1 || o->max_job > o->max_frame ||
-        (unsigned)o->overflow > SL_OVERFLOW_DROP_OLDEST || sl_node_cluster_opts_check(o))
+        (unsigned)o->overflow > SL_OVERFLOW_DROP_OLDEST || sl_node_cluster_opts_check(o) ||
+        sl_node_queues_check(o->queues, NULL, 0) != 0)
         goto fail;
     rc = SL_ENOMEM;
     sl__node_t *n = calloc(1, sizeof *n);
@@ -78,19 +108,28 @@ sl_node_t *sl_node_new(const sl_node_opts_t *opts, int *err)
     n->ids = sl__idmap_new(offsetof(sl__job_t, id));
     n->peers = sl__map_new();
     n->consumers = sl__map_new();
+    n->policies = sl__map_new();
     n->keys = sl__map_new();
     n->done_keys = sl__map_new();
     n->inbound = sl_chan_new(SL_BUF_FIXED, SL__INBOUND_CAP);
     n->outbound = sl_chan_new(SL_BUF_FIXED, SL__OUTBOUND_CAP);
     n->local_peer = calloc(1, sizeof *n->local_peer);
     n->cluster = sl__member_new(o);
-    if (!n->cluster || !n->endpoint || !n->node_id || !n->queues || !n->ids || !n->peers || !n->consumers ||
+    if (!n->cluster || !n->endpoint || !n->node_id || !n->queues || !n->ids || !n->peers || !n->consumers || !n->policies ||
         !n->keys || !n->done_keys ||
         !n->inbound || !n->outbound || !n->local_peer) {
         sl_node_destroy((sl_node_t **)&n);
         goto fail;
     }
     n->local_peer->local = true;
+    sl__policy_from_opts(&n->policy, o);
+    char why[160];
+    if (o->queues &&
+        sl__policy_each(o->queues, s_policy_one, n, why, sizeof why) != 0) {
+        sl_node_destroy((sl_node_t **)&n);
+        rc = SL_ENOMEM; /* the spec was checked above: only memory can fail */
+        goto fail;
+    }
     /* Epoch: random, so restarts of the same node differ. */
     if (getrandom(&n->epoch, sizeof n->epoch, 0) != sizeof n->epoch)
         n->epoch = (uint64_t)sl_now() ^ ((uint64_t)getpid() << 32);
@@ -311,6 +350,9 @@ void sl_node_destroy(sl_node_t **self_p)
     sl__map_destroy(&n->queues);
     sl__map_destroy(&n->peers);
     sl__map_destroy(&n->consumers);
+    if (n->policies)
+        sl__map_each(n->policies, s_free_peer, NULL); /* plain allocations */
+    sl__map_destroy(&n->policies);
     sl__map_destroy(&n->keys);
     sl__done_free_all(n);
     sl__map_destroy(&n->done_keys);

@@ -17,6 +17,7 @@
 #include "jobwire.h"
 #include "member.h"
 #include "map.h"
+#include "policy.h"
 #include "sluice.pb-c.h"
 #include "sluice/id.h"
 #include "sluice/chan.h"
@@ -152,6 +153,8 @@ struct sl__peer {
  * node's run list (sl__queue_wake). */
 struct sl__queue {
     sl__node_t *node;
+    const sl__policy_t *pol;         /* n->policy, or its entry in
+                                        n->policies                          */
     sl__job_t *rhead[SL__LEVELS], *rtail[SL__LEVELS]; /* READY by priority */
     uint32_t levels;                 /* bit p: rhead[p] non-empty            */
     uint32_t nconsumers;
@@ -260,6 +263,10 @@ struct sl__node {
     void *io_thread;            /* pthread_t *                             */
     sl__map_t *queues, *peers, *keys;
     sl__map_t *consumers;       /* (peer, queue) pointers -> consumer       */
+    sl__policy_t policy;        /* the default, from the options            */
+    sl__map_t *policies;        /* queue name -> sl__policy_t *, overrides
+                                   kept while the node lives (a queue
+                                   forgotten idle finds its own again)      */
     sl__queue_t *run_head, *run_tail; /* queues with deliveries to make     */
     sl__queue_t *idle_head, *idle_tail; /* idle queues, oldest first        */
     uint64_t queues_forgotten;  /* idle queues dropped                      */
@@ -356,9 +363,15 @@ void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i)
  * run list (sl__deliver_run). */
 void sl__queue_wake(sl__queue_t *q);
 void sl__queue_timer(sl__node_t *n, sl__tmr_t *t);
-void sl__queue_stats(sl__queue_t *q, Sluice__V1__QueueStats *out);
+/* q's stats into out; its policy as text into policy (size bytes; may be
+ * NULL), which out then borrows. */
+void sl__queue_stats(sl__queue_t *q, Sluice__V1__QueueStats *out, char *policy, size_t size);
 /* Forget queues idle for queue-idle-ms; their counters go with them. */
 void sl__queue_sweep(sl__node_t *n, int64_t now);
+/* Set keys of queue name's policy (spec "key=value,..."): 0, or -1 with
+ * why; the queue, if it exists, follows at once. */
+int sl__queue_set_policy(sl__node_t *n, const char *name, const char *spec, char *why,
+                         size_t size);
 /* Re-judge whether q is idle (after a consumer or a flag changed). */
 void sl__queue_idle_check(sl__node_t *n, sl__queue_t *q);
 /* 0 if q's counters agree with its lists, else a line number: for asserts

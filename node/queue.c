@@ -240,7 +240,7 @@ void sl__job_move(sl__node_t *n, sl__job_t *j, int to, sl__why_t why, const char
         j->dead_reason = strdup(reason ? reason : ""); /* NULL if out of memory */
         s_append(&q->dead_head, &q->dead_tail, j);
         q->dead++;
-        while (q->dead > n->o.max_dead && q->dead_head)
+        while (q->dead > (uint64_t)q->pol->max_dead && q->dead_head)
             sl__job_move(n, q->dead_head, 0, SL__WHY_EVICT, NULL);
         break;
     default: /* gone */
@@ -249,7 +249,7 @@ void sl__job_move(sl__node_t *n, sl__job_t *j, int to, sl__why_t why, const char
         sl__job_forget(n, j);
         break;
     }
-    if (q->wait_head && s_held(q) < n->o.max_length)
+    if (q->wait_head && s_held(q) < (uint64_t)q->pol->max_length)
         s_admit(n, q);
     sl__queue_idle_check(n, q);
 }
@@ -282,7 +282,7 @@ static void s_admit(sl__node_t *n, sl__queue_t *q)
     if (q->admitting)
         return; /* the loop below is already at it */
     q->admitting = true;
-    while (q->wait_head && s_held(q) < n->o.max_length)
+    while (q->wait_head && s_held(q) < (uint64_t)q->pol->max_length)
         s_place(n, q->wait_head, SL__WHY_PUBLISH);
     q->admitting = false;
 }
@@ -316,6 +316,9 @@ sl__queue_t *sl__queue_get(sl__node_t *n, const char *name, bool create, int *er
     memcpy(q->name, name, len + 1);
     q->name_len = len;
     q->node = n;
+    q->pol = sl__map_get(n->policies, name, len);
+    if (!q->pol)
+        q->pol = &n->policy;
     if (sl__map_put(n->queues, q->name, len, q) != SL_OK) {
         free(q);
         *err = SL_ENOMEM;
@@ -325,6 +328,38 @@ sl__queue_t *sl__queue_get(sl__node_t *n, const char *name, bool create, int *er
     sl__queue_idle_check(n, q); /* idle until something happens to it */
     n->last_queue = q;
     return q;
+}
+
+int sl__queue_set_policy(sl__node_t *n, const char *name, const char *spec, char *why,
+                         size_t size)
+{
+    size_t len = strlen(name);
+    sl__policy_t *p = sl__map_get(n->policies, name, len);
+    sl__policy_t np = p ? *p : n->policy;
+    if (sl__policy_parse(&np, spec, why, size) != 0)
+        return -1;
+    if (!p) {
+        p = malloc(sizeof *p);
+        if (!p || sl__map_put(n->policies, name, len, p) != SL_OK) {
+            free(p);
+            n->oom++;
+            snprintf(why, size, "out of memory");
+            return -1;
+        }
+    }
+    *p = np;
+    sl__queue_t *q = sl__map_get(n->queues, name, len);
+    if (q) {
+        q->pol = p;
+        /* A larger max-length lets waiting publishes in; a smaller
+         * max-dead forgets the oldest dead jobs now. */
+        while (q->dead > (uint64_t)p->max_dead && q->dead_head)
+            sl__job_move(n, q->dead_head, 0, SL__WHY_EVICT, NULL);
+        if (q->wait_head && s_held(q) < (uint64_t)p->max_length)
+            s_admit(n, q);
+        sl__queue_wake(q);
+    }
+    return 0;
 }
 
 void sl__queue_free(sl__queue_t *q)
@@ -425,8 +460,8 @@ void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i)
         goto reject;
     }
     bool wait = false;
-    if (s_held(q) >= n->o.max_length) {
-        switch (n->o.overflow) {
+    if (s_held(q) >= (uint64_t)q->pol->max_length) {
+        switch ((sl_overflow_t)q->pol->overflow) {
         case SL_OVERFLOW_BLOCK:
             if (n->waiting_total >= n->o.max_waiting) {
                 snprintf(why, sizeof why, "full: node waiting limit reached (max-waiting)");
@@ -468,7 +503,7 @@ void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i)
     j->q = q;
     j->attempt = 0; /* attempt counts this node's deliveries, whatever was sent */
     if (j->max_attempts == 0) {
-        j->max_attempts = n->o.max_attempts;
+        j->max_attempts = (uint32_t)q->pol->max_attempts;
         j->set_max_attempts = true;
     }
     if (j->created_ms == 0) {
@@ -548,7 +583,7 @@ void sl__queue_timer(sl__node_t *n, sl__tmr_t *t)
 
 /* --- stats and checks -------------------------------------------------- */
 
-void sl__queue_stats(sl__queue_t *q, Sluice__V1__QueueStats *s)
+void sl__queue_stats(sl__queue_t *q, Sluice__V1__QueueStats *s, char *policy, size_t size)
 {
     sluice__v1__queue_stats__init(s);
     s->name = q->name;
@@ -567,8 +602,12 @@ void sl__queue_stats(sl__queue_t *q, Sluice__V1__QueueStats *s)
     s->consumers = q->nconsumers;
     s->paused = q->paused;
     s->draining = q->draining;
-    s->overflow = (char *)sl__overflow_name(q->node->o.overflow);
-    s->capacity = q->node->o.max_length;
+    if (policy && size) {
+        sl__policy_format(q->pol, policy, size);
+        s->policy = policy;
+    }
+    s->overflow = (char *)sl__overflow_name((sl_overflow_t)q->pol->overflow);
+    s->capacity = (uint64_t)q->pol->max_length;
 }
 
 static uint64_t s_count(const sl__job_t *head, const sl__queue_t *q, int state, bool *ok)
@@ -595,7 +634,7 @@ int sl__queue_check(sl__queue_t *q)
         return __LINE__;
     if (s_count(q->dead_head, q, SL__J_DEAD, &ok) != q->dead || !ok)
         return __LINE__;
-    if (q->dead > q->node->o.max_dead)
+    if (q->dead > (uint64_t)q->pol->max_dead)
         return __LINE__;
     uint64_t leased = 0;
     uint32_t nc = 0;

@@ -73,6 +73,8 @@ typedef struct {
                                    publish is DUPLICATE; default 100000    */
     uint64_t max_queues;        /* queues held at once; a new name beyond it
                                    is refused (LIMIT); default 100000      */
+    const char *queues;         /* per-queue policies, "NAME:key=value,...;
+                                   NAME:..." (docs/node.md); NULL = none   */
     int64_t queue_idle_ms;      /* a queue with no jobs, no consumers and no
                                    flags set is forgotten (its counters with
                                    it) after this long; default 60000      */
@@ -96,6 +98,10 @@ void sl_node_opts_default(sl_node_opts_t *opts);
  * capacity) fit together, else a static sentence saying what is wrong.
  * sl_node_new refuses such options with SL_EINVAL. */
 const char *sl_node_cluster_opts_check(const sl_node_opts_t *opts);
+
+/* 0 when `queues` (sl_node_opts_t.queues) parses, else -1 with a
+ * sentence in why (size bytes) saying what is wrong. */
+int sl_node_queues_check(const char *queues, char *why, size_t size);
 
 /* Create a node (not yet serving). Returns NULL and *err (SL_EINVAL for a
  * bad option, SL_ENOMEM) on failure. Caller owns the node. */
