@@ -31,11 +31,18 @@ sl__cnode_t *sl__cluster_node(sl__cluster_t *cl, const char *id, const char *end
         if (strcmp(n->id, id) == 0) {
             if (member_epoch)
                 n->member_epoch = member_epoch;
-            if (!n->client && endpoint && *endpoint && strcmp(n->endpoint, endpoint) != 0) {
+            if (endpoint && *endpoint && strcmp(n->endpoint, endpoint) != 0) {
+                /* The node moved (a restart on another address): follow
+                 * it. Requests still unanswered go to the new address in
+                 * the next session; subscriptions follow their assignment,
+                 * which names the node's new member epoch. */
                 char *e = strdup(endpoint);
-                if (e) {
+                if (e && (!n->client || sl__client_reconnect(n->client, e, false) == SL_OK)) {
                     free(n->endpoint);
                     n->endpoint = e;
+                    n->bad = false; /* a new address may work */
+                } else {
+                    free(e); /* asked again with the next table */
                 }
             }
             return n;

@@ -75,6 +75,11 @@ struct sl__cnode {
     sl_client_t *client;        /* made when first needed; NULL before      */
     bool bad;                   /* the client could not be made             */
     bool gone;                  /* not answering for 3 of its intervals     */
+    bool drop_queued;           /* parts given up here: discard what its
+                                   connection still queues (route.c)        */
+    bool leaving;               /* refused jobs as shutting down: none go
+                                   there while its epoch is leaving_epoch   */
+    uint64_t leaving_epoch;
     int64_t last_ok;            /* monotonic ns: last seen answering        */
     sl__cnode_t *next;
 };

@@ -1,11 +1,15 @@
 /* route.c -- producing in cluster mode: route tables from the coordinator,
  * and publishes split into parts, one per node, each sent through that
  * node's client. A part whose node leaves the table or goes silent is
- * given up (its request cancelled) and its jobs routed again, same ids.
+ * given up (its request cancelled and, while the node is down, its
+ * connection replaced so that nothing still queued there reaches the node
+ * when it is back) and its jobs routed again, same ids; so are the jobs a
+ * node refuses because it is shutting down.
  *
  *   a job:  waiting --s_route: a route--> in a part --confirm--> confirmed
  *              ^                              |
- *              '---- s_failover: node removed or gone (route tick) */
+ *              '---- s_failover: node removed or gone (route tick);
+ *                    sl__route_on_part: refused as shutting down */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,10 +76,23 @@ static void s_count_routes(sl__cluster_t *cl)
 
 /* --- picking a node ---------------------------------------------------- */
 
+/* Is n shutting down? Until it has restarted: its connection then hears
+ * another node epoch. */
+static bool s_leaving(sl__cnode_t *n)
+{
+    if (!n->leaving)
+        return false;
+    sl_client_counters_t k;
+    sl_client_counters(n->client, &k);
+    if (k.epoch != n->leaving_epoch)
+        n->leaving = false;
+    return n->leaving;
+}
+
 /* May jobs go to n now? */
 static bool s_usable(sl__cluster_t *cl, sl__cnode_t *n)
 {
-    return !n->gone && sl__cluster_node_client(cl, n) != NULL;
+    return !n->gone && sl__cluster_node_client(cl, n) != NULL && !s_leaving(n);
 }
 
 static uint64_t s_hash(uint64_t h, const char *s)
@@ -320,9 +337,30 @@ void sl__route_on_part(sl__cluster_t *cl, sl__part_t *part)
     if (p) {
         int st = res ? res->status : SL_ENOMEM;
         if (st == SL_OK) {
-            for (size_t i = 0; i < part->k && i < res->n; i++)
-                p->res->confirms[part->idx[i]] = res->confirms[i];
-            p->left -= part->k;
+            /* A job the node refused because it is shutting down was not
+             * stored there: it goes to another node, as from a node gone
+             * silent, and the node takes none until it has restarted. */
+            size_t moved = 0;
+            for (size_t i = 0; i < part->k && i < res->n; i++) {
+                const sl_confirm_t *cf = &res->confirms[i];
+                if (cf->status == SL_CONFIRM_REJECTED && cf->code == SL_CODE_SHUTTING_DOWN &&
+                    !cl->stopping) {
+                    p->waiting[p->nwaiting++] = part->idx[i];
+                    moved++;
+                    continue;
+                }
+                p->res->confirms[part->idx[i]] = *cf;
+                p->left--;
+            }
+            if (moved) {
+                sl_client_counters_t k;
+                sl_client_counters(part->node->client, &k);
+                part->node->leaving = true;
+                part->node->leaving_epoch = k.epoch;
+                atomic_fetch_add(&cl->ctr.failovers, 1);
+                atomic_fetch_add(&cl->ctr.republished, moved);
+                s_unrouted(cl);
+            }
             part->pub = NULL;
         } else if (st == SL_ECLOSED && !cl->stopping) {
             s_failover(cl, part); /* the node client let go of it */
@@ -395,9 +433,22 @@ void sl__route_tick(sl__cluster_t *cl, int64_t now)
             continue;
         if (part->node->gone || !s_in_table(part->table, part->node)) {
             s_failover(cl, part);
+            part->node->drop_queued = true;
             moved = true;
         }
     }
+    /* What we sent a node we have given up on may still sit in its
+     * connection's queue, waiting for the node to come back: a fresh
+     * connection discards it, so the jobs just sent elsewhere never run
+     * there too. Only while the node is down: a node that is answering
+     * has been sent everything already, and keeps its session. */
+    if (moved)
+        for (sl__cnode_t *n = cl->nodes; n; n = n->next)
+            if (n->drop_queued) {
+                n->drop_queued = false;
+                if (n->client)
+                    sl__client_reconnect(n->client, NULL, true);
+            }
     sl__cpub_t *next;
     for (sl__cpub_t *p = cl->pubs; p; p = next) {
         next = p->next;

@@ -1,9 +1,10 @@
 /* client_cluster_test.c -- libsluice in cluster mode. The coordinator is
  * played by a ZeroMQ ROUTER in the test (a protocol peer: it records what
  * the client sends and answers what the test tells it to); the data path
- * runs on real embedded nodes. One case also plays a node with a ROUTER
- * (clients/testsupport/testpeer.h), to see exactly what Subscribe the
- * client sends and to refuse it with STALE_EPOCH. */
+ * runs on real embedded nodes. Some cases also play a node with a ROUTER
+ * (clients/testsupport/testpeer.h), to see exactly what the client sends
+ * it: a Subscribe to refuse with STALE_EPOCH, a publish that must not
+ * arrive. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
@@ -117,6 +118,12 @@ static void s_node_start(int i, sl_overflow_t overflow, uint64_t max_length, int
         o.endpoint = endpoint;
     s_nodes[i] = node_test_start(&o);
     s_direct[i] = tc_client(sl_node_endpoint(s_nodes[i]));
+}
+
+static void s_node_stop(int i)
+{
+    sl_client_destroy(&s_direct[i]);
+    sl_node_destroy(&s_nodes[i]);
 }
 
 static void s_start_nodes(sl_overflow_t overflow, uint64_t n1_max_length)
@@ -658,6 +665,258 @@ static void test_client_cluster__stale_epoch_asks_the_coordinator_again(void **s
     sl_chan_destroy(&ch);
 }
 
+/* --- nodes that restart ------------------------------------------------ */
+
+/* The cluster client's counters, read now. */
+static sl_client_counters_t s_counters(void)
+{
+    sl_client_counters_t k;
+    sl_client_counters(s_client, &k);
+    return k;
+}
+
+/* A node restarted under the same id on another address (a container
+ * restart) and named there by the coordinator: the client connects to the
+ * new address, subscribes there and publishes there. */
+static void test_client_cluster__node_restarted_on_another_endpoint_is_followed(void **state)
+{
+    (void)state;
+    s_start_nodes(SL_OVERFLOW_BLOCK, 0);
+    s_cluster_client("consumer-m");
+    s_work_t w = {.expect = s_client};
+    SL_ASSERT_OK(sl_client_consume(s_client, "mv", 4, s_handler, &w, 0));
+    size_t at = 0;
+    tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_CONSUMER_JOIN, "mv");
+    s_route_t both[] = {{"n1", s_ep(0), 0, 0, 500}, {"n2", s_ep(1), 0, 0, 500}};
+    s_send_assignment(s_coord, "mv", 1, both, 2);
+    S_WAIT_STATS(0, "mv", st.consumers == 1);
+    S_WAIT_STATS(1, "mv", st.consumers == 1);
+    /* publishing through n1 (n2 looks loaded) */
+    sl_job_t j = {.queue = "mv", .payload = "1", .payload_len = 1};
+    int err = SL_OK;
+    sl_chan_t *p = sl_client_publish_async(s_client, &j, 1, sl_deadline_ms(tc_patience_ms()), &err);
+    assert_non_null(p);
+    tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, "mv");
+    s_route_t t1[] = {{"n1", s_ep(0), 0, 0, 0}, {"n2", s_ep(1), 1000000, 0, 0}};
+    s_send_table(s_coord, "mv", 1, t1, 2);
+    sl_publish_result_t *res = s_take_result(&p);
+    SL_ASSERT_OK(res->status);
+    sl_publish_result_destroy(&res);
+    TC_WAIT_TRUE(atomic_load(&w.done) == 1);
+
+    char old_ep[64];
+    snprintf(old_ep, sizeof old_ep, "%s", s_ep(0));
+    s_node_stop(0);
+    s_node_start(0, SL_OVERFLOW_BLOCK, 0, 0, NULL);
+    assert_string_not_equal(s_ep(0), old_ep);
+    s_route_t moved[] = {{"n1", s_ep(0), 0, 0, 500}, {"n2", s_ep(1), 0, 0, 500}};
+    s_send_assignment(s_coord, "mv", 2, moved, 2);
+    s_route_t t2[] = {{"n1", s_ep(0), 0, 0, 0}, {"n2", s_ep(1), 1000000, 0, 0}};
+    s_send_table(s_coord, "mv", 2, t2, 2);
+    /* subscribed at the new address, and publishing there */
+    S_WAIT_STATS(0, "mv", st.consumers == 1);
+    TC_WAIT_TRUE(s_counters().nodes_up == 2);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(s_publish("mv", NULL), SL_CONFIRM_ACCEPTED);
+    S_WAIT_STATS(0, "mv", st.published == 10 && st.acked == 10);
+    TC_WAIT_TRUE(atomic_load(&w.done) == 11);
+    assert_int_equal(s_counters().nodes, 2);
+    SL_ASSERT_OK(sl_client_unsubscribe(s_client, "mv", sl_deadline_ms(tc_patience_ms())));
+}
+
+/* Publish n one-byte jobs (filled into the caller's jobs[]) to queue in
+ * one call; the promise. */
+static sl_chan_t *s_publish_n(const char *queue, sl_job_t *jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        jobs[i] = (sl_job_t){.queue = queue, .payload = "q", .payload_len = 1};
+    int err = SL_OK;
+    sl_chan_t *p = sl_client_publish_async(s_client, jobs, n, sl_deadline_ms(tc_patience_ms()),
+                                           &err);
+    assert_non_null(p);
+    return p;
+}
+
+/* A node dies while a publish to it waits in its connection's queue; the
+ * client sends the jobs elsewhere and the node comes back on the same
+ * port: what was queued for it must never reach it (this fake node would
+ * see it arrive; a real one would store it and run it a second time). */
+static void test_client_cluster__publish_queued_for_a_dead_node_never_reaches_it_back(
+    void **state)
+{
+    (void)state;
+    s_start_nodes(SL_OVERFLOW_BLOCK, 0);
+    /* a long interval: it is the table, not silence, that moves the jobs */
+    s_fake = tpeer_new_at(true, NULL, 5000);
+    char fep[64];
+    snprintf(fep, sizeof fep, "%s", s_fake->endpoint);
+    s_cluster_client(NULL);
+    sl_job_t jobs[64];
+    sl_chan_t *p = s_publish_n("qd", jobs, 1);
+    size_t at = 0, fat = 0;
+    tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, "qd");
+    s_route_t t1[] = {{"f1", fep, 0, 0, 0}, {"n2", s_ep(1), 1000000, 0, 0}};
+    s_send_table(s_coord, "qd", 1, t1, 2);
+    const Sluice__V1__Envelope *e =
+        tpeer_wait(s_fake, &fat, SLUICE__V1__ENVELOPE__BODY_PUBLISH, "qd");
+    Sluice__V1__JobConfirm jc = SLUICE__V1__JOB_CONFIRM__INIT, *jcp = &jc;
+    jc.id = e->publish->jobs[0]->id;
+    Sluice__V1__PublishConfirm pc = SLUICE__V1__PUBLISH_CONFIRM__INIT;
+    pc.confirms = &jcp;
+    pc.n_confirms = 1;
+    Sluice__V1__Envelope out = SLUICE__V1__ENVELOPE__INIT;
+    out.corr = e->corr;
+    out.body_case = SLUICE__V1__ENVELOPE__BODY_CONFIRM;
+    out.confirm = &pc;
+    tpeer_send(s_fake, &out);
+    sl_publish_result_t *res = s_take_result(&p);
+    SL_ASSERT_OK(res->status);
+    sl_publish_result_destroy(&res);
+
+    /* f1 dies: a publish to it waits in the connection */
+    tpeer_destroy(&s_fake);
+    TC_WAIT_TRUE(s_counters().nodes_up == 1);
+    enum { N = 64 };
+    p = s_publish_n("qd", jobs, N);
+    TC_WAIT_TRUE(s_counters().pending == 1);
+    s_route_t t2[] = {{"n2", s_ep(1), 0, 0, 0}};
+    s_send_table(s_coord, "qd", 2, t2, 1);
+    res = s_take_result(&p);
+    SL_ASSERT_OK(res->status);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(res->confirms[i].status, SL_CONFIRM_ACCEPTED);
+    sl_publish_result_destroy(&res);
+    assert_int_equal(s_counters().failovers, 1);
+    assert_int_equal(s_published(1, "qd"), N);
+
+    /* f1 is back on the same port; the client connects to it again */
+    s_fake = tpeer_new_at(true, fep, 5000);
+    TC_WAIT_TRUE(s_counters().nodes_up == 2);
+    sl_sleep_ms(3 * S_HB_MS); /* a while for anything still queued to arrive */
+    assert_int_equal(tpeer_count(s_fake, SLUICE__V1__ENVELOPE__BODY_PUBLISH), 0);
+}
+
+/* The same with a real node: killed while a publish to it is queued, the
+ * jobs confirmed elsewhere, restarted on the same port. Each job is
+ * delivered exactly once, by the node that confirmed it. silent: the
+ * client gives up on the node by itself (3 silent intervals) rather than
+ * on the coordinator's word. */
+static void s_queued_case(bool silent)
+{
+    /* n1's interval: short when its silence is to move the jobs */
+    s_node_start(0, SL_OVERFLOW_BLOCK, 0, silent ? 250 : 5000, NULL);
+    s_node_start(1, SL_OVERFLOW_BLOCK, 0, 0, NULL);
+    char ep1[64];
+    snprintf(ep1, sizeof ep1, "%s", s_ep(0));
+    s_cluster_client(NULL);
+    sl_job_t jobs[128];
+    sl_chan_t *p = s_publish_n("qe", jobs, 1);
+    size_t at = 0;
+    tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, "qe");
+    s_route_t t1[] = {{"n1", s_ep(0), 0, 0, 0}, {"n2", s_ep(1), 1000000, 0, 0}};
+    s_send_table(s_coord, "qe", 1, t1, 2);
+    sl_publish_result_t *res = s_take_result(&p);
+    SL_ASSERT_OK(res->status);
+    sl_publish_result_destroy(&res);
+    assert_int_equal(s_published(0, "qe"), 1);
+
+    s_node_stop(0);
+    TC_WAIT_TRUE(s_counters().nodes_up == 1);
+    enum { N = 128 };
+    p = s_publish_n("qe", jobs, N);
+    TC_WAIT_TRUE(s_counters().pending == 1 || s_counters().failovers == 1);
+    if (!silent) {
+        s_route_t t2[] = {{"n2", s_ep(1), 0, 0, 0}};
+        s_send_table(s_coord, "qe", 2, t2, 1);
+    }
+    res = s_take_result(&p);
+    SL_ASSERT_OK(res->status);
+    assert_int_equal(s_counters().failovers, 1);
+    assert_int_equal(s_counters().republished, N);
+
+    s_node_start(0, SL_OVERFLOW_BLOCK, 0, silent ? 250 : 5000, ep1);
+    TC_WAIT_TRUE(s_counters().nodes_up == 2);
+    sl_sleep_ms(3 * S_HB_MS); /* a while for anything still queued to arrive */
+    uint8_t ids[N][SL_ID_LEN];
+    s_drain_ids(1, "qe", N, ids);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(res->confirms[i].status, SL_CONFIRM_ACCEPTED);
+        assert_true(s_has_id(ids, N, res->confirms[i].id));
+    }
+    for (int i = 0; i < N; i++)
+        for (int k = i + 1; k < N; k++)
+            assert_memory_not_equal(ids[i], ids[k], SL_ID_LEN);
+    assert_int_equal(s_published(0, "qe"), 0); /* the new n1 got none of them */
+    assert_int_equal(s_published(1, "qe"), N);
+    sl_publish_result_destroy(&res);
+}
+
+static void test_client_cluster__node_back_on_its_port_never_runs_a_batch_moved_away(
+    void **state)
+{
+    (void)state;
+    s_queued_case(false);
+}
+
+static void test_client_cluster__silent_node_back_on_its_port_never_runs_a_batch_moved_away(
+    void **state)
+{
+    (void)state;
+    s_queued_case(true);
+}
+
+/* A node shutting down refuses the jobs sent to it (SHUTTING_DOWN): they
+ * land on another node, and it gets no more until it has restarted. */
+static void test_client_cluster__jobs_refused_as_shutting_down_land_on_another(void **state)
+{
+    (void)state;
+    s_start_nodes(SL_OVERFLOW_BLOCK, 0);
+    s_fake = tpeer_new(true);
+    s_cluster_client(NULL);
+    enum { N = 4 };
+    sl_job_t jobs[N];
+    sl_chan_t *p = s_publish_n("sd", jobs, N);
+    size_t at = 0, fat = 0;
+    tpeer_wait(s_coord, &at, SLUICE__V1__ENVELOPE__BODY_ROUTE_REQUEST, "sd");
+    s_route_t t1[] = {{"f1", s_fake->endpoint, 0, 0, 0}, {"n2", s_ep(1), 1000000, 0, 0}};
+    s_send_table(s_coord, "sd", 1, t1, 2);
+    const Sluice__V1__Envelope *e =
+        tpeer_wait(s_fake, &fat, SLUICE__V1__ENVELOPE__BODY_PUBLISH, "sd");
+    assert_int_equal(e->publish->n_jobs, N);
+    Sluice__V1__JobConfirm jc[N], *jcp[N];
+    for (int i = 0; i < N; i++) {
+        sluice__v1__job_confirm__init(&jc[i]);
+        jc[i].id = e->publish->jobs[i]->id;
+        jc[i].status = SLUICE__V1__JOB_CONFIRM__STATUS__REJECTED;
+        jc[i].code = SLUICE__V1__ERROR__CODE__SHUTTING_DOWN;
+        jc[i].reason = "shutting down";
+        jcp[i] = &jc[i];
+    }
+    Sluice__V1__PublishConfirm pc = SLUICE__V1__PUBLISH_CONFIRM__INIT;
+    pc.confirms = jcp;
+    pc.n_confirms = N;
+    Sluice__V1__Envelope out = SLUICE__V1__ENVELOPE__INIT;
+    out.corr = e->corr;
+    out.body_case = SLUICE__V1__ENVELOPE__BODY_CONFIRM;
+    out.confirm = &pc;
+    tpeer_send(s_fake, &out);
+    sl_publish_result_t *res = s_take_result(&p);
+    SL_ASSERT_OK(res->status);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(res->confirms[i].status, SL_CONFIRM_ACCEPTED);
+        assert_memory_equal(res->confirms[i].id, e->publish->jobs[i]->id.data, SL_ID_LEN);
+    }
+    sl_publish_result_destroy(&res);
+    assert_int_equal(s_published(1, "sd"), N);
+    assert_int_equal(s_counters().failovers, 1);
+    assert_int_equal(s_counters().republished, N);
+    /* the next publish skips f1, though the table still makes it the
+     * least loaded */
+    assert_int_equal(s_publish("sd", NULL), SL_CONFIRM_ACCEPTED);
+    assert_int_equal(s_published(1, "sd"), N + 1);
+    assert_int_equal(tpeer_count(s_fake, SLUICE__V1__ENVELOPE__BODY_PUBLISH), 1);
+}
+
 /* --- the cluster view --------------------------------------------------- */
 
 /* A cluster view: one node n1 with a queue "emails", one consumer c1. */
@@ -900,6 +1159,19 @@ int main(void)
                                   s_teardown),
         cmocka_unit_test_teardown(test_client_cluster__stale_epoch_asks_the_coordinator_again,
                                   s_teardown),
+        cmocka_unit_test_teardown(
+            test_client_cluster__node_restarted_on_another_endpoint_is_followed, s_teardown),
+        cmocka_unit_test_teardown(
+            test_client_cluster__publish_queued_for_a_dead_node_never_reaches_it_back,
+            s_teardown),
+        cmocka_unit_test_teardown(
+            test_client_cluster__node_back_on_its_port_never_runs_a_batch_moved_away,
+            s_teardown),
+        cmocka_unit_test_teardown(
+            test_client_cluster__silent_node_back_on_its_port_never_runs_a_batch_moved_away,
+            s_teardown),
+        cmocka_unit_test_teardown(
+            test_client_cluster__jobs_refused_as_shutting_down_land_on_another, s_teardown),
         cmocka_unit_test_teardown(test_client_cluster__cluster_view_comes_from_the_coordinator,
                                   s_teardown),
         cmocka_unit_test_teardown(test_client_cluster__cli_stats_prints_the_whole_cluster,

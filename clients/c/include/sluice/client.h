@@ -117,7 +117,8 @@ typedef struct {
     uint64_t assignments;    /* assignments applied                        */
     uint64_t unrouted;       /* publishes waiting for a route now          */
     uint64_t failovers;      /* publishes moved off a node that left the
-                                route table or went silent                 */
+                                route table, went silent or refused them
+                                as shutting down                           */
     uint64_t republished;    /* jobs those failovers sent again elsewhere  */
     uint64_t stale_epochs;   /* subscriptions a node refused with
                                 STALE_EPOCH (each asks the coordinator
@@ -194,24 +195,25 @@ typedef struct {
     int code;                     /* REJECTED: why, as an sl_code_t
                                      (SL_CODE_FULL, SL_CODE_DRAINING, ...);
                                      SL_CODE_NONE if the node gave none.
-                                     Never SL_CODE_STALE_EPOCH: the client
-                                     sends such a job again itself         */
+                                     Never SL_CODE_STALE_EPOCH (the client
+                                     sends such a job again itself), nor in
+                                     cluster mode SL_CODE_SHUTTING_DOWN (the
+                                     job goes to another node)             */
 } sl_confirm_t;
 
 /* Publish n jobs (n >= 1) in one request and wait for the node's confirm
  * of each, in order, into confirms[0..n-1] (caller's array). In cluster
  * mode the jobs go to the nodes the route tables pick (one request per
- * node); a job whose node leaves the table or goes silent for 3 of its
- * intervals is sent again, same id, to another route, and its confirm is
- * the one from wherever it landed; with no route yet the call waits for
- * one until deadline (SL_ETIMEDOUT). A job that is
- * not confirmed when the connection is re-established or the node
+ * node); a job whose node leaves the table, goes silent for 3 of its
+ * intervals or refuses it as shutting down is sent again, same id, to
+ * another route, and its confirm is the one from wherever it landed; with
+ * no route yet the call waits for one until deadline (SL_ETIMEDOUT). A job
+ * that is not confirmed when the connection is re-established or the node
  * restarts is sent again with the same id (the node deduplicates). Each
- * publish names the node epoch last heard; a node that refuses it as
- * meant for another incarnation (STALE_EPOCH) gets it again, never the
- * caller a rejection. Under
- * the node's `block` overflow policy the confirm comes only when there is
- * room: the call waits, up to deadline.
+ * publish names the node epoch last heard; a node that refuses it as meant
+ * for another incarnation (STALE_EPOCH) gets it again, never the caller a
+ * rejection. Under the node's `block` overflow policy the confirm comes
+ * only when there is room: the call waits, up to deadline.
  * Returns SL_OK (confirms filled: check each status), SL_ETIMEDOUT
  * (deadline passed: the jobs may or may not have been stored; publishing
  * them again with the same ids is safe), SL_EINVAL (n == 0, a bad queue
