@@ -91,8 +91,9 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
     r.queues_total = sl__map_size(n->queues);
     r.queues_forgotten = n->queues_forgotten;
     r.peers_cut = n->peers_cut;
-    r.replies_dropped = n->replies_dropped;
-    r.oom = n->oom;
+    r.replies_dropped =
+        n->replies_dropped + atomic_load_explicit(&n->cut_discarded, memory_order_relaxed);
+    r.oom = n->oom + atomic_load_explicit(&n->io_oom, memory_order_relaxed);
     const char *name = a->queue ? a->queue : "";
     bool one = name[0] != '\0';
     if (a->op > SLUICE__V1__ADMIN__OP__POLICY || a->op == SLUICE__V1__ADMIN__OP__CLUSTER) {

@@ -452,6 +452,8 @@ void *sl__engine_main(void *arg)
     for (;;) {
         int64_t now = sl__mono_ms();
         int64_t next = n->last_heartbeat + n->o.heartbeat_ms;
+        if (n->next_beat < next)
+            next = n->next_beat;
         if (n->heap_n && n->heap[0].when < next)
             next = n->heap[0].when;
         if (n->expiry_head && n->expiry_head->lease_expires < next)
@@ -470,17 +472,21 @@ void *sl__engine_main(void *arg)
         }
         sl__timer_run(n);
         more = sl__deliver_run(n, SL__DELIVER_BUDGET);
+        if (sl__mono_ms() >= n->next_beat) {
+            n->next_beat = sl__mono_ms() + n->o.heartbeat_ms / SL__BEAT_SLICES;
+            n->gone += sl__heartbeat(n);
+        }
         if (sl__mono_ms() - n->last_heartbeat >= n->o.heartbeat_ms) {
             n->last_heartbeat = sl__mono_ms();
             n->wall_off = s_wall_offset();
             uint64_t forgotten = n->queues_forgotten;
-            size_t gone = sl__heartbeat(n);
             sl__queue_sweep(n, n->last_heartbeat);
             sl__member_tick(n);
             /* Peers and queues forgotten in numbers leave freed memory
              * scattered over the heap: give it back to the system. */
-            if (gone + (n->queues_forgotten - forgotten) >= 64)
+            if (n->gone + (n->queues_forgotten - forgotten) >= 64)
                 malloc_trim(0);
+            n->gone = 0;
         }
         if (n->stopping) {
             sl_node_report_t r = {0};

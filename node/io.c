@@ -92,10 +92,7 @@ void sl__in_free(sl__in_t *m)
 /* A new inbound message with room for n elements of size each after it. */
 sl__in_t *sl__in_new(size_t n, size_t size)
 {
-    sl__in_t *m = calloc(1, sizeof *m + n * size);
-    if (!m)
-        abort();
-    return m;
+    return calloc(1, sizeof(sl__in_t) + n * size);
 }
 
 /* Publish and Ack envelopes are scanned in place: the jobs of a Publish
@@ -114,6 +111,10 @@ static sl__in_t *s_scan(const uint8_t *data, size_t size, int *rc)
         if (k < 0)
             break;
         m = sl__in_new((size_t)k, sizeof(sl__job_t *) + sizeof(const uint8_t *) + sizeof(size_t));
+        if (!m) {
+            *rc = SL_ENOMEM;
+            return NULL;
+        }
         m->kind = SL__IN_PUBLISH;
         m->node_epoch = sl__jobwire_publish_epoch(body, blen);
         m->jobs = (sl__job_t **)(m + 1);
@@ -127,7 +128,11 @@ static sl__in_t *s_scan(const uint8_t *data, size_t size, int *rc)
                 m = NULL;
                 break;
             }
-            m->jobs[i] = sl__job_new(raw[i], lens[i], &v);
+            if (!(m->jobs[i] = sl__job_new(raw[i], lens[i], &v))) {
+                sl__in_free(m);
+                *rc = SL_ENOMEM;
+                return NULL;
+            }
             m->n++;
         }
         break;
@@ -137,6 +142,10 @@ static sl__in_t *s_scan(const uint8_t *data, size_t size, int *rc)
         if (k < 0)
             break;
         m = sl__in_new((size_t)k, sizeof(sl__jobwire_lease_t));
+        if (!m) {
+            *rc = SL_ENOMEM;
+            return NULL;
+        }
         m->kind = SL__IN_ACK;
         m->leases = (sl__jobwire_lease_t *)(m + 1);
         m->n = (size_t)sl__jobwire_ack(body, blen, m->leases);
@@ -155,6 +164,11 @@ static sl__in_t *s_scan(const uint8_t *data, size_t size, int *rc)
     if (*rc != SL_OK)
         return NULL;
     m = sl__in_new(0, 0);
+    if (!m) {
+        sl_wire_env_free(&env);
+        *rc = SL_ENOMEM;
+        return NULL;
+    }
     m->kind = SL__IN_ENV;
     m->env = env;
     m->nul_field = sl_wire_nul_string(data, size); /* protobuf-c cut it short */
@@ -173,13 +187,21 @@ static int s_decode(const void *data, size_t size, void *arg)
 }
 
 /* Read one whole message from the router into a new sl__in_t, or NULL
- * when nothing is waiting; *size gets the envelope frame's bytes. Frame
+ * when nothing is waiting (or, with *size SIZE_MAX, when one was read but
+ * dropped for want of memory); *size gets the envelope frame's bytes. Frame
  * checks are sl_wire's. */
 static sl__in_t *s_read_one(sl__node_t *n, size_t *size)
 {
     sl_wire_msg_t w;
     sl__scan_t sc = {NULL};
     int rc = sl_wire_try_recv_with(n->router, true, n->o.max_frame, &w, s_decode, &sc);
+    if (rc == SL_ENOMEM) { /* dropped: the client's resend recovers it */
+        atomic_fetch_add_explicit(&n->io_oom, 1, memory_order_relaxed);
+        sl__in_free(sc.m);
+        sl_wire_msg_release(&w);
+        *size = SIZE_MAX; /* one was read: the caller reads on */
+        return NULL;
+    }
     if (rc != SL_OK && rc != SL_EPROTO && rc != SL_ETOOBIG) {
         sl__in_free(sc.m);
         return NULL;
@@ -188,6 +210,12 @@ static sl__in_t *s_read_one(sl__node_t *n, size_t *size)
     if (rc != SL_OK || !m) {
         sl__in_free(m);
         m = sl__in_new(0, 0);
+        if (!m) {
+            atomic_fetch_add_explicit(&n->io_oom, 1, memory_order_relaxed);
+            sl_wire_msg_release(&w);
+            *size = SIZE_MAX;
+            return NULL;
+        }
         m->kind = SL__IN_BAD;
         m->err = rc == SL_OK ? SL_EPROTO : rc;
     }
@@ -435,8 +463,10 @@ static void s_to_engine(s_io_t *io, sl__in_t *m)
 {
     if (io->pending.n == 0 && sl_offer(io->n->inbound, m) == SL_OK)
         return;
-    if (!s_fifo_push(&io->pending, m, 0))
-        abort(); /* daemon: out of memory */
+    if (!s_fifo_push(&io->pending, m, 0)) { /* out of memory: dropped, counted */
+        atomic_fetch_add_explicit(&io->n->io_oom, 1, memory_order_relaxed);
+        sl__in_free(m);
+    }
 }
 
 static void s_list_unlink(s_io_t *io, s_slow_t *s)
@@ -456,9 +486,11 @@ static void s_list_unlink(s_io_t *io, s_slow_t *s)
 
 static s_slow_t *s_entry_new(s_io_t *io, const uint8_t *rid, size_t rid_len)
 {
-    s_slow_t *s = calloc(1, sizeof *s);
-    if (!s || sl__map_put(io->peers, rid, rid_len, s) != SL_OK)
-        abort(); /* daemon: out of memory */
+    s_slow_t *s = io->peers ? calloc(1, sizeof *s) : NULL;
+    if (!s || sl__map_put(io->peers, rid, rid_len, s) != SL_OK) {
+        free(s);
+        return NULL; /* out of memory: the caller drops and counts */
+    }
     memcpy(s->rid, rid, rid_len);
     s->rid_len = rid_len;
     io->entries++;
@@ -510,6 +542,12 @@ static void s_cut(s_io_t *io, s_slow_t *s, uint64_t more_replies, uint64_t more_
     if (io->ncut++ == 0)
         io->next_tell = sl__mono_ms() + S_TELL_MS;
     sl__in_t *m = sl__in_new(0, 0);
+    if (!m) { /* out of memory: the engine forgets the silent peer later */
+        atomic_fetch_add_explicit(&io->n->io_oom, 1, memory_order_relaxed);
+        if (io->ncut > S_CUT_MAX)
+            s_entry_free(io, io->cut_head);
+        return;
+    }
     m->kind = SL__IN_CUT;
     memcpy(m->rid, s->rid, s->rid_len);
     m->rid_len = s->rid_len;
@@ -655,7 +693,13 @@ static void s_out(s_io_t *io, sl__out_t *o)
     } else if (s_is_heartbeat(o->buf, o->len)) {
         free(o); /* not worth a backlog */
     } else {
-        s_backlog(io, s_entry_new(io, o->rid, o->rid_len), o);
+        s_slow_t *s = s_entry_new(io, o->rid, o->rid_len);
+        if (s) {
+            s_backlog(io, s, o);
+        } else {
+            atomic_fetch_add_explicit(&io->n->io_oom, 1, memory_order_relaxed);
+            free(o);
+        }
     }
 }
 
@@ -736,9 +780,9 @@ static long s_timeout(s_io_t *io)
 void *sl__node_io_main(void *arg)
 {
     sl__node_t *n = arg;
+    /* Without memory for the map, a peer whose replies back up is treated
+     * as one whose backlog cannot grow: its replies are dropped, counted. */
     s_io_t io = {.n = n, .peers = sl__map_new()};
-    if (!io.peers)
-        abort(); /* daemon: out of memory */
     io.bound = S_BOUND_FRAMES * n->o.max_frame;
     if (io.bound < S_BOUND_MIN)
         io.bound = S_BOUND_MIN;
@@ -767,8 +811,10 @@ void *sl__node_io_main(void *arg)
         if (io.ncut && sl__mono_ms() >= io.next_tell)
             s_tell_all(&io);
         for (int i = 0; !io.pending.n && i < SL__READ_BURST; i++) {
-            size_t size;
+            size_t size = 0;
             sl__in_t *m = s_read_one(n, &size);
+            if (!m && size == SIZE_MAX)
+                continue; /* dropped for want of memory (counted) */
             if (!m)
                 break;
             s_in(&io, m, size);

@@ -167,6 +167,22 @@ void sl__map_each(sl__map_t *m, void (*fn)(const void *, size_t, void *, void *)
             fn(m->slots[i].key, m->slots[i].len, m->slots[i].val, arg);
 }
 
+size_t sl__map_each_from(sl__map_t *m, size_t *cursor, size_t slots,
+                         void (*fn)(const void *, size_t, void *, void *), void *arg)
+{
+    size_t i = *cursor < m->cap ? *cursor : 0, k = 0;
+    for (; k < slots && i < m->cap; k++, i++)
+        if (m->slots[i].hash)
+            fn(m->slots[i].key, m->slots[i].len, m->slots[i].val, arg);
+    *cursor = i < m->cap ? i : 0;
+    return k;
+}
+
+size_t sl__map_slots(sl__map_t *m)
+{
+    return m->cap;
+}
+
 /* --- id maps ------------------------------------------------------------- */
 
 #define SL__HUGE (2u << 20)

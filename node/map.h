@@ -28,6 +28,17 @@ size_t sl__map_size(sl__map_t *self);
 void sl__map_each(sl__map_t *self, void (*fn)(const void *key, size_t len, void *val, void *arg),
                   void *arg);
 
+/* Visit the entries in up to `slots` slots from *cursor on, and move the
+ * cursor past them (back to 0 at the end of the table): a walk spread over
+ * many calls. Entries added or moved by a resize in between may be visited
+ * twice or not at all in that pass. Returns the slots looked at. */
+size_t sl__map_each_from(sl__map_t *self, size_t *cursor, size_t slots,
+                         void (*fn)(const void *key, size_t len, void *val, void *arg),
+                         void *arg);
+
+/* Slots in the table (for sl__map_each_from). */
+size_t sl__map_slots(sl__map_t *self);
+
 /* size zeroed bytes, caller owns (free()); from 2 MiB up on huge pages
  * when the kernel allows, for tables probed at random. NULL if out of
  * memory. */

@@ -31,6 +31,7 @@
 #define SL__READ_BURST 256
 #define SL__PROTOCOL 1 /* Heartbeat.protocol */
 #define SL__CREDIT_MAX 1000000 /* a consumer's credit is capped here */
+#define SL__BEAT_SLICES 16 /* peers heartbeated in this many slices an interval */
 #define SL__DELIVER_BUDGET 1024 /* jobs delivered per engine turn */
 
 typedef struct sl__node sl__node_t;
@@ -297,7 +298,12 @@ struct sl__node {
     uint64_t replies_dropped;   /* ... and what they discarded in all      */
     _Atomic uint64_t replies_departed; /* io.c: to peers gone (EHOSTUNREACH) */
     _Atomic uint64_t cut_discarded;    /* io.c: for cut peers after the cut */
+    _Atomic uint64_t io_oom;           /* io.c: messages dropped for want of
+                                          memory (the client resends)       */
     int64_t last_heartbeat;
+    int64_t next_beat;          /* monotonic ms: the next heartbeat slice   */
+    size_t beat_cursor;         /* where it starts in n->peers              */
+    size_t gone;                /* peers forgotten since the last interval  */
     sl__peer_t *local_peer;
     int64_t stop_deadline;      /* monotonic ms, when stopping            */
     sl_node_report_t report;    /* what remained at stop                  */
@@ -419,7 +425,8 @@ void sl__peer_drop(sl__node_t *n, sl__peer_t *p);
 sl__consumer_t *sl__consumer_find(sl__node_t *n, sl__peer_t *p, sl__queue_t *q);
 /* A new consumer of q for p, no credit yet; NULL if out of memory. */
 sl__consumer_t *sl__consumer_new(sl__node_t *n, sl__peer_t *p, sl__queue_t *q);
-/* Heartbeat every live peer; forget the silent ones (returns how many). */
+/* Heartbeat the next slice of the peers; forget the silent ones among
+ * them (returns how many). */
 size_t sl__heartbeat(sl__node_t *n);
 
 /* admin.c */
