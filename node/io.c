@@ -226,12 +226,6 @@ static sl__in_t *s_read_one(sl__node_t *n, size_t *size)
     return m;
 }
 
-static void s_out_free(void *data, void *hint)
-{
-    (void)data;
-    free(hint);
-}
-
 /* ThreadSanitizer cannot see how libzmq hands a message to its I/O
  * thread, so a frame freed there looks like a race with the engine that
  * wrote it: under TSan, frames are copied into ZeroMQ and freed here. */
@@ -241,6 +235,14 @@ static void s_out_free(void *data, void *hint)
 #if __has_feature(thread_sanitizer)
 #define S_TSAN 1
 #endif
+#endif
+
+#ifndef S_TSAN
+static void s_out_free(void *data, void *hint)
+{
+    (void)data;
+    free(hint);
+}
 #endif
 
 /* Hand o to ZeroMQ for its peer without waiting. The router has
