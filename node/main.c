@@ -13,71 +13,57 @@
 #include "sluice/node.h"
 #include "sluice/sched.h"
 
-static char *o_endpoint, *o_node_id, *o_coordinator, *o_advertise, *o_queues;
-static int64_t o_capacity, o_heartbeat, o_lease, o_max_length, o_max_attempts, o_backoff_base,
-    o_backoff_max, o_max_frame, o_max_job, o_max_waiting, o_max_dead, o_max_done, o_shutdown,
-    o_workers, o_max_queues, o_queue_idle;
-static int o_overflow;
-static bool o_log_json;
+/* The node's options (SL_NODE_OPTIONS in sluice/node.h) become entries
+ * of the table below, each stored in o_<field> and copied into the
+ * sl_node_opts_t. */
+#define S_STORE_STRING char *
+#define S_STORE_INT int64_t
+#define S_STORE_SIZE int64_t
+#define S_STORE_MS int64_t
+#define S_STORE_ENUM int
+#define S_STORE(name, field, type, kind, def, unit, min, max, env, help) \
+    static S_STORE_##kind o_##field;
+SL_NODE_OPTIONS(S_STORE)
+#undef S_STORE
 
-static const char *const s_overflows[] = {"block", "drop-new", "drop-oldest", NULL};
+#define S_TYPE_STRING SL_CONF_STRING
+#define S_TYPE_INT SL_CONF_INT
+#define S_TYPE_SIZE SL_CONF_INT
+#define S_TYPE_MS SL_CONF_DURATION
+#define S_TYPE_ENUM SL_CONF_ENUM
+/* The default as text: "30" "s" is "30s"; an enum's is its first value. */
+#define S_TEXT_STRING(def, unit) def
+#define S_TEXT_INT(def, unit) #def #unit
+#define S_TEXT_SIZE(def, unit) #def #unit
+#define S_TEXT_MS(def, unit) #def #unit
+#define S_TEXT_ENUM(def, unit) NULL
+/* An enum option's values: s_values_<field>, in the enum's order. */
+#define S_VALUES_STRING(field) NULL
+#define S_VALUES_INT(field) NULL
+#define S_VALUES_SIZE(field) NULL
+#define S_VALUES_MS(field) NULL
+#define S_VALUES_ENUM(field) s_values_##field
+#define S_FROM_STRING(v) ((v) && (v)[0] ? (v) : NULL)
+#define S_FROM_INT(v) (v)
+#define S_FROM_SIZE(v) (v)
+#define S_FROM_MS(v) (v)
+#define S_FROM_ENUM(v) (v)
+
+static const char *const s_values_overflow[] = {"block", "drop-new", "drop-oldest", NULL};
+_Static_assert(SL_OVERFLOW_BLOCK == 0, "an enum option's default is its first value");
+
+/* The daemon's own options, after the node's. */
+static int64_t o_shutdown, o_workers;
+static bool o_log_json;
 static const char *const s_levels[] = {"debug", "info", "warn", "error", NULL};
 static int o_level;
 
 static sl_conf_opt_t s_opts[] = {
-    {"endpoint", SL_CONF_STRING, "tcp://127.0.0.1:7450", "SLUICE_ENDPOINT",
-     "zeromq endpoint to bind (port 0: any free port)", .store = &o_endpoint},
-    {"node-id", SL_CONF_STRING, "", "SLUICE_NODE_ID", "name in stats and logs (default host:pid)",
-     .store = &o_node_id},
-    {"coordinator", SL_CONF_STRING, "", "SLUICE_COORDINATOR",
-     "coordinator endpoint to join (empty: standalone)", .store = &o_coordinator},
-    {"advertise", SL_CONF_STRING, "", "SLUICE_ADVERTISE",
-     "endpoint clients are told to use (default: the bound endpoint)", .store = &o_advertise},
-    {"capacity", SL_CONF_INT, "100", "SLUICE_CAPACITY",
-     "relative weight of this node for routing and assignment", .min = 1, .max = 1000000,
-     .store = &o_capacity},
-    {"heartbeat", SL_CONF_DURATION, "1s", "SLUICE_HEARTBEAT",
-     "heartbeat interval; a peer silent 3 intervals is gone", .min = 10, .max = 600000,
-     .store = &o_heartbeat},
-    {"lease", SL_CONF_DURATION, "30s", "SLUICE_LEASE",
-     "time a consumer holds a job before it is redelivered", .min = 10, .max = 86400000,
-     .store = &o_lease},
-    {"max-length", SL_CONF_INT, "100000", "SLUICE_MAX_LENGTH",
-     "jobs held per queue: ready, delayed and retry-wait (not in flight, not waiting "
-     "publishes)", .min = 1, .max = 1000000000,
-     .store = &o_max_length},
-    {"overflow", SL_CONF_ENUM, "block", "SLUICE_OVERFLOW",
-     "when a queue is full: block publishers, drop-new, drop-oldest", .values = s_overflows,
-     .store = &o_overflow},
-    {"max-attempts", SL_CONF_INT, "5", "SLUICE_MAX_ATTEMPTS",
-     "deliveries before a failing job is dead (a job may set its own)", .min = 1,
-     .max = 1000000, .store = &o_max_attempts},
-    {"backoff-base", SL_CONF_DURATION, "100ms", "SLUICE_BACKOFF_BASE",
-     "first retry delay; doubles per attempt, with jitter", .min = 1, .max = 86400000,
-     .store = &o_backoff_base},
-    {"backoff-max", SL_CONF_DURATION, "30s", "SLUICE_BACKOFF_MAX", "longest retry delay",
-     .min = 1, .max = 86400000, .store = &o_backoff_max},
-    {"max-frame", SL_CONF_INT, "1m", "SLUICE_MAX_FRAME",
-     "largest envelope accepted or sent, in bytes", .min = 4096, .max = 256 << 20, .store = &o_max_frame},
-    {"max-job", SL_CONF_INT, "256k", "SLUICE_MAX_JOB", "largest job payload, in bytes",
-     .min = 1, .max = 256 << 20, .store = &o_max_job},
-    {"max-waiting", SL_CONF_INT, "100000", "SLUICE_MAX_WAITING",
-     "publishes held waiting for room (block policy), node-wide", .min = 0, .max = 100000000,
-     .store = &o_max_waiting},
-    {"max-dead", SL_CONF_INT, "10000", "SLUICE_MAX_DEAD", "dead jobs kept per queue", .min = 0,
-     .max = 100000000, .store = &o_max_dead},
-    {"max-done", SL_CONF_INT, "100000", "SLUICE_MAX_DONE",
-     "ids of acked jobs remembered to answer resent publishes DUPLICATE", .min = 0,
-     .max = 100000000, .store = &o_max_done},
-    {"queues", SL_CONF_STRING, "", "SLUICE_QUEUES",
-     "per-queue policies: NAME:key=value,...;NAME:... (keys: overflow, max-length, "
-     "max-attempts, backoff-base, backoff-max, max-dead)", .store = &o_queues},
-    {"max-queues", SL_CONF_INT, "100000", "SLUICE_MAX_QUEUES",
-     "queues held at once; a new queue beyond it is refused", .min = 1, .max = 100000000,
-     .store = &o_max_queues},
-    {"queue-idle", SL_CONF_DURATION, "60s", "SLUICE_QUEUE_IDLE",
-     "an empty queue with no consumers is forgotten after this long", .min = 0,
-     .max = 86400000, .store = &o_queue_idle},
+#define S_CONF(name, field, type, kind, def, unit, lo, hi, env, help)                 \
+    {name, S_TYPE_##kind, S_TEXT_##kind(def, unit), env, help, .min = lo, .max = hi, \
+     .values = S_VALUES_##kind(field), .store = &o_##field},
+    SL_NODE_OPTIONS(S_CONF)
+#undef S_CONF
     {"shutdown-timeout", SL_CONF_DURATION, "10s", "SLUICE_SHUTDOWN_TIMEOUT",
      "on SIGTERM, how long in-flight jobs may take to finish", .min = 0, .max = 3600000,
      .store = &o_shutdown},
@@ -145,31 +131,15 @@ int main(int argc, char **argv)
     }
     sl_node_opts_t no;
     sl_node_opts_default(&no);
-    no.endpoint = o_endpoint;
-    no.node_id = o_node_id && o_node_id[0] ? o_node_id : NULL;
-    no.heartbeat_ms = o_heartbeat;
-    no.lease_ms = o_lease;
-    no.max_length = (uint64_t)o_max_length;
-    no.overflow = (sl_overflow_t)o_overflow;
-    no.max_attempts = (uint32_t)o_max_attempts;
-    no.backoff_base_ms = o_backoff_base;
-    no.backoff_max_ms = o_backoff_max;
-    no.max_frame = (uint64_t)o_max_frame;
-    no.max_job = (uint64_t)o_max_job;
-    no.max_waiting = (uint64_t)o_max_waiting;
-    no.max_dead = (uint64_t)o_max_dead;
-    no.max_done = (uint64_t)o_max_done;
-    no.max_queues = (uint64_t)o_max_queues;
-    no.queue_idle_ms = o_queue_idle;
-    no.queues = o_queues && o_queues[0] ? o_queues : NULL;
+#define S_COPY(name, field, type, kind, def, unit, min, max, env, help) \
+    no.field = (type)S_FROM_##kind(o_##field);
+    SL_NODE_OPTIONS(S_COPY)
+#undef S_COPY
     char qwhy[160];
     if (no.queues && sl_node_queues_check(no.queues, qwhy, sizeof qwhy) != 0) {
         SL_LOG(SL_LOG_ERROR, "invalid --queues: %s", qwhy);
         return 2;
     }
-    no.coordinator = o_coordinator && o_coordinator[0] ? o_coordinator : NULL;
-    no.advertise = o_advertise && o_advertise[0] ? o_advertise : NULL;
-    no.capacity = (uint32_t)o_capacity;
     no.cluster_fn = s_on_cluster;
     const char *why = sl_node_cluster_opts_check(&no);
     if (why) {
@@ -193,8 +163,8 @@ int main(int argc, char **argv)
            (unsigned long long)sl_node_epoch(node));
     fflush(stdout);
     SL_LOG(SL_LOG_INFO, "listening on '%s' (overflow %s, max-length %lld, lease %lld ms)",
-           sl_node_endpoint(node), s_overflows[o_overflow], (long long)o_max_length,
-           (long long)o_lease);
+           sl_node_endpoint(node), s_values_overflow[o_overflow], (long long)o_max_length,
+           (long long)o_lease_ms);
     if (no.coordinator)
         SL_LOG(SL_LOG_INFO, "joining cluster at '%s' as '%s' (capacity %lld)", no.coordinator,
                no.advertise ? no.advertise : sl_node_endpoint(node), (long long)o_capacity);

@@ -27,25 +27,31 @@ int64_t sl__mono_ms(void)
 }
 
 
+/* A default's value by its kind and unit (SL_NODE_OPTIONS): 30, s is
+ * 30000 (ms); 256, k is 262144 (bytes). */
+#define S_UNIT_INT_ 1
+#define S_UNIT_SIZE_ 1
+#define S_UNIT_SIZE_k (INT64_C(1) << 10)
+#define S_UNIT_SIZE_m (INT64_C(1) << 20)
+#define S_UNIT_SIZE_g (INT64_C(1) << 30)
+#define S_UNIT_MS_ 1
+#define S_UNIT_MS_ms 1
+#define S_UNIT_MS_s 1000
+#define S_UNIT_MS_m 60000
+#define S_UNIT_MS_h 3600000
+#define S_VALUE_STRING(def, unit) ((def)[0] ? (def) : NULL)
+#define S_VALUE_ENUM(def, unit) (def)
+#define S_VALUE_INT(def, unit) ((def) * S_UNIT_INT_##unit)
+#define S_VALUE_SIZE(def, unit) ((def) * S_UNIT_SIZE_##unit)
+#define S_VALUE_MS(def, unit) ((def) * S_UNIT_MS_##unit)
+
 void sl_node_opts_default(sl_node_opts_t *o)
 {
     memset(o, 0, sizeof *o);
-    o->endpoint = "tcp://127.0.0.1:7450";
-    o->heartbeat_ms = 1000;
-    o->lease_ms = 30000;
-    o->max_length = 100000;
-    o->overflow = SL_OVERFLOW_BLOCK;
-    o->max_attempts = 5;
-    o->backoff_base_ms = 100;
-    o->backoff_max_ms = 30000;
-    o->max_frame = 1 << 20;
-    o->max_job = 256 << 10;
-    o->max_waiting = 100000;
-    o->max_dead = 10000;
-    o->max_done = 100000;
-    o->max_queues = 100000;
-    o->queue_idle_ms = 60000;
-    o->capacity = 100;
+#define S_DEFAULT(name, field, type, kind, def, unit, min, max, env, help) \
+    o->field = (type)S_VALUE_##kind(def, unit);
+    SL_NODE_OPTIONS(S_DEFAULT)
+#undef S_DEFAULT
 }
 
 /* --- lifecycle -------------------------------------------------------------- */

@@ -5,7 +5,9 @@ against it so they cannot drift apart:
   (a) docs/protocol.md: every Error.Code and every Envelope body kind of
       proto/sluice.proto has a row in its tables, and every row names one;
   (b) docs/node.md: its option table lists exactly the options the built
-      sluice-node prints for --help, with the same environment variables;
+      sluice-node prints for --help, with the same environment variables
+      and defaults (a row whose default --help prints as "" says in words
+      what happens instead);
   (c) docs/protocol.md: every QueueStats (and AdminReply) field has a row
       saying what it means, and every row names a field;
   and every link from docs/protocol.md to a section of another document
@@ -118,13 +120,15 @@ def help_options(node):
     except (OSError, subprocess.SubprocessError) as e:
         raise SystemExit("check_docs: cannot run '%s --help': %s" % (node, e))
     text = out.stdout + out.stderr
-    opts = {}
+    opts, defaults = {}, {}
     for m in re.finditer(r"^\s*--([a-z0-9][a-z0-9-]*)\s+\(([^)]*)\)", text, re.M):
         env = re.search(r"env\s+([A-Z0-9_]+)", m.group(2))
         opts[m.group(1)] = env.group(1) if env else None
+        default = re.search(r'default "([^"]*)"', m.group(2))
+        defaults[m.group(1)] = default.group(1) if default else None
     if not opts:
         raise SystemExit("check_docs: no options found in '%s --help':\n%s" % (node, text))
-    return opts
+    return opts, defaults
 
 
 def anchors(md):
@@ -186,7 +190,7 @@ def main():
         compare([n for n, _ in rows], kinds, "body kind", "protocol.md", "Envelope.body", problems)
 
     # (b) node options
-    opts = help_options(a.node)
+    opts, defaults = help_options(a.node)
     sec = section(node_md, "Configuration")
     if sec is None:
         problems.append("node.md: no section 'Configuration'")
@@ -203,6 +207,10 @@ def main():
             if n in opts and opts[n] and not env:
                 problems.append("node.md: option `%s` does not name its env var %s"
                                 % (n, opts[n]))
+            doc_default = cells[1].strip("`") if len(cells) > 1 else ""
+            if defaults.get(n) and doc_default != defaults[n]:
+                problems.append("node.md: option `%s` says default %s, --help says %s"
+                                % (n, cells[1] if len(cells) > 1 else "nothing", defaults[n]))
 
     # (c) QueueStats fields, and AdminReply's too
     for title, names in (("QueueStats", fields), ("AdminReply", reply_fields)):

@@ -50,48 +50,81 @@ typedef struct {
  * promptly and must not call into the node. info is borrowed for the call. */
 typedef void (*sl_node_cluster_fn)(const sl_node_cluster_info_t *info, void *arg);
 
+/* The node's options: the one list. It generates the fields of
+ * sl_node_opts_t, sl_node_opts_default() and sluice-node's option table
+ * (--help, flags, environment, config file); docs/node.md's table is
+ * checked against that. A new option is a line here and a row there.
+ *
+ * X(name, field, C type, KIND, default, unit, min, max, env, help)
+ *   KIND     STRING (default a string literal, "" = none: NULL in the
+ *            struct), INT (a count), SIZE (bytes; unit k, m or g, binary),
+ *            MS (milliseconds; unit ms, s, m or h) or ENUM (default an
+ *            enum value, its first one; the daemon names the values)
+ *   default  with its unit, the value (30, s: 30000 ms) and, written
+ *            together ("30s"), the text --help shows
+ *   min, max bounds the daemon enforces (both 0: none); sl_node_new
+ *            checks only what the node cannot work without */
+#define SL_NODE_OPTIONS(X)                                                                       \
+    X("endpoint", endpoint, const char *, STRING, "tcp://127.0.0.1:7450", , 0, 0,                \
+      "SLUICE_ENDPOINT", "zeromq endpoint to bind (port 0: any free port)")                      \
+    X("node-id", node_id, const char *, STRING, "", , 0, 0, "SLUICE_NODE_ID",                    \
+      "name in stats and logs (default host:pid)")                                               \
+    X("coordinator", coordinator, const char *, STRING, "", , 0, 0, "SLUICE_COORDINATOR",        \
+      "coordinator endpoint to join (empty: standalone)")                                        \
+    /* required with a coordinator when endpoint binds a wildcard address */                     \
+    /* such as tcp://0.0.0.0:7450                                          */                    \
+    X("advertise", advertise, const char *, STRING, "", , 0, 0, "SLUICE_ADVERTISE",              \
+      "endpoint clients are told to use (default: the bound endpoint)")                          \
+    /* 0 in the struct also means 100 */                                                         \
+    X("capacity", capacity, uint32_t, INT, 100, , 1, 1000000, "SLUICE_CAPACITY",                 \
+      "relative weight of this node for routing and assignment")                                 \
+    X("heartbeat", heartbeat_ms, int64_t, MS, 1, s, 10, 600000, "SLUICE_HEARTBEAT",              \
+      "heartbeat interval; a peer silent 3 intervals is gone")                                   \
+    X("lease", lease_ms, int64_t, MS, 30, s, 10, 86400000, "SLUICE_LEASE",                       \
+      "time a consumer holds a job before it is redelivered")                                    \
+    X("max-length", max_length, uint64_t, INT, 100000, , 1, 1000000000, "SLUICE_MAX_LENGTH",     \
+      "jobs held per queue: ready, delayed and retry-wait (not in flight, not waiting "          \
+      "publishes)")                                                                              \
+    X("overflow", overflow, sl_overflow_t, ENUM, SL_OVERFLOW_BLOCK, , 0, 0, "SLUICE_OVERFLOW",   \
+      "when a queue is full: block publishers, drop-new, drop-oldest")                           \
+    X("max-attempts", max_attempts, uint32_t, INT, 5, , 1, 1000000, "SLUICE_MAX_ATTEMPTS",       \
+      "deliveries before a failing job is dead (a job may set its own)")                         \
+    X("backoff-base", backoff_base_ms, int64_t, MS, 100, ms, 1, 86400000, "SLUICE_BACKOFF_BASE", \
+      "first retry delay; doubles per attempt, with jitter")                                     \
+    X("backoff-max", backoff_max_ms, int64_t, MS, 30, s, 1, 86400000, "SLUICE_BACKOFF_MAX",      \
+      "longest retry delay")                                                                     \
+    /* the node never sends a larger envelope either */                                          \
+    X("max-frame", max_frame, uint64_t, SIZE, 1, m, 4096, 256 << 20, "SLUICE_MAX_FRAME",         \
+      "largest envelope accepted or sent, in bytes")                                             \
+    X("max-job", max_job, uint64_t, SIZE, 256, k, 1, 256 << 20, "SLUICE_MAX_JOB",                \
+      "largest job payload, in bytes")                                                           \
+    X("max-waiting", max_waiting, uint64_t, INT, 100000, , 0, 100000000, "SLUICE_MAX_WAITING",   \
+      "publishes held waiting for room (block policy), node-wide")                               \
+    X("max-dead", max_dead, uint64_t, INT, 10000, , 0, 100000000, "SLUICE_MAX_DEAD",             \
+      "dead jobs kept per queue")                                                                \
+    X("max-done", max_done, uint64_t, INT, 100000, , 0, 100000000, "SLUICE_MAX_DONE",            \
+      "ids of acked jobs remembered to answer resent publishes DUPLICATE")                       \
+    /* "NAME:key=value,...;NAME:..." (docs/node.md, Queue policies) */                           \
+    X("queues", queues, const char *, STRING, "", , 0, 0, "SLUICE_QUEUES",                       \
+      "per-queue policies: NAME:key=value,...;NAME:... (keys: overflow, max-length, "            \
+      "max-attempts, backoff-base, backoff-max, max-dead)")                                      \
+    /* a publish or subscribe naming a new queue beyond it is refused (LIMIT) */                 \
+    X("max-queues", max_queues, uint64_t, INT, 100000, , 1, 100000000, "SLUICE_MAX_QUEUES",      \
+      "queues held at once; a new queue beyond it is refused")                                   \
+    /* no jobs in any state, no consumers, not paused or draining: its    */                     \
+    /* counters are forgotten with it                                     */                     \
+    X("queue-idle", queue_idle_ms, int64_t, MS, 60, s, 0, 86400000, "SLUICE_QUEUE_IDLE",         \
+      "an empty queue with no consumers is forgotten after this long")
+
 typedef struct {
-    const char *endpoint;       /* bind address; default tcp://127.0.0.1:7450,
-                                   port 0 picks a free port                   */
-    const char *node_id;        /* default "<hostname>:<pid>"                 */
-    int64_t heartbeat_ms;       /* default 1000; peers silent 3x are gone    */
-    int64_t lease_ms;           /* default 30000                             */
-    uint64_t max_length;        /* jobs held per queue (ready + delayed);
-                                   default 100000                            */
-    sl_overflow_t overflow;     /* default SL_OVERFLOW_BLOCK                 */
-    uint32_t max_attempts;      /* default 5 (a job may override)            */
-    int64_t backoff_base_ms;    /* default 100                               */
-    int64_t backoff_max_ms;     /* default 30000                             */
-    uint64_t max_frame;         /* bytes per envelope, both ways (the node
-                                   never sends a larger one); default 1 MiB,
-                                   at least 4 KiB                            */
-    uint64_t max_job;           /* payload bytes per job; default 256 KiB    */
-    uint64_t max_waiting;       /* node-wide publishes waiting under block;
-                                   default 100000                            */
-    uint64_t max_dead;          /* dead jobs kept per queue; default 10000   */
-    uint64_t max_done;          /* ids of acked jobs remembered, so a resent
-                                   publish is DUPLICATE; default 100000    */
-    uint64_t max_queues;        /* queues held at once; a new name beyond it
-                                   is refused (LIMIT); default 100000      */
-    const char *queues;         /* per-queue policies, "NAME:key=value,...;
-                                   NAME:..." (docs/node.md); NULL = none   */
-    int64_t queue_idle_ms;      /* a queue with no jobs, no consumers and no
-                                   flags set is forgotten (its counters with
-                                   it) after this long; default 60000      */
-    /* The cluster (docs/architecture.md). */
-    const char *coordinator;    /* coordinator endpoint to connect; NULL (the
-                                   default): standalone                      */
-    const char *advertise;      /* endpoint clients are told to use; default
-                                   the bound endpoint. Required with a
-                                   coordinator when endpoint binds a wildcard
-                                   address such as tcp://0.0.0.0:7450       */
-    uint32_t capacity;          /* relative weight for routing and
-                                   assignment; default 100 (0 also means 100)*/
+#define SL__NODE_OPT_MEMBER(name, field, type, kind, def, unit, min, max, env, help) type field;
+    SL_NODE_OPTIONS(SL__NODE_OPT_MEMBER)
+#undef SL__NODE_OPT_MEMBER
     sl_node_cluster_fn cluster_fn; /* membership changes; NULL = none      */
     void *cluster_arg;
 } sl_node_opts_t;
 
-/* Fill opts with the defaults above. */
+/* Fill opts with the defaults of SL_NODE_OPTIONS (cluster_fn NULL). */
 void sl_node_opts_default(sl_node_opts_t *opts);
 
 /* NULL when the cluster options of opts (coordinator, advertise,
