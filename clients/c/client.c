@@ -686,30 +686,57 @@ int sl_client_touch(sl_client_t *self, sl_delivery_t *pub, uint32_t extend_ms, i
 
 /* --- administration -------------------------------------------------- */
 
-int sl_client_admin(sl_client_t *self, sl_admin_op_t op, const char *queue,
-                    sl_admin_reply_t *reply, int64_t deadline)
+/* sl_admin_op_t is Admin.Op, value for value: any op the proto has but
+ * CLUSTER (sl_client_cluster's) may be asked for, so a new op needs no
+ * change here. */
+_Static_assert((int)SL_ADMIN_PAUSE == (int)SLUICE__V1__ADMIN__OP__PAUSE &&
+                   (int)SL_ADMIN_DRAIN == (int)SLUICE__V1__ADMIN__OP__DRAIN &&
+                   (int)SL_ADMIN_POLICY == (int)SLUICE__V1__ADMIN__OP__POLICY &&
+                   SL__ADMIN_CLUSTER == (int)SLUICE__V1__ADMIN__OP__CLUSTER,
+               "sl_admin_op_t must follow Admin.Op in proto/sluice.proto");
+
+int sl_client_admin_ex(sl_client_t *self, sl_admin_op_t op, const char *queue,
+                       const sl_admin_params_t *params, sl_admin_reply_t *reply,
+                       int64_t deadline)
 {
     if (reply)
         memset(reply, 0, sizeof *reply);
-    if (!self || !reply || op < SL_ADMIN_STATS || op > SL_ADMIN_DRAIN)
+    if (!self || !reply || (int)op == SL__ADMIN_CLUSTER ||
+        !protobuf_c_enum_descriptor_get_value(&sluice__v1__admin__op__descriptor, (int)op))
         return SL_EINVAL;
-    if (self->cluster)
-        return sl__cluster_admin(self, op, queue, reply, deadline);
-    return sl__client_admin(self, (int)op, queue, reply, NULL, deadline);
+    if (op == SL_ADMIN_POLICY && (!params || !params->policy)) {
+        snprintf(reply->node_text, sizeof reply->node_text, "POLICY needs a policy spec");
+        return SL_EINVAL;
+    }
+    int rc = self->cluster ? sl__cluster_admin(self, op, queue, params, reply, deadline)
+                           : sl__client_admin(self, (int)op, queue, params, reply, NULL, deadline);
+    /* The node refuses a bad spec as a bad message: to the caller, it is a
+     * bad argument. */
+    if (op == SL_ADMIN_POLICY && rc == SL_EPROTO && reply->node_code == SL_CODE_BAD_MESSAGE)
+        rc = SL_EINVAL;
+    return rc;
+}
+
+int sl_client_admin(sl_client_t *self, sl_admin_op_t op, const char *queue,
+                    sl_admin_reply_t *reply, int64_t deadline)
+{
+    return sl_client_admin_ex(self, op, queue, NULL, reply, deadline);
 }
 
 /* Queues in one page of STATS we ask for: as many as surely fit in our
- * max_frame (a QueueStats is at most about 330 bytes). */
+ * max_frame (a QueueStats is at most about 470 bytes: a 128-byte name, a
+ * policy of up to ~140, every number at its widest). */
 static uint32_t s_stats_page(const sl_client_t *c)
 {
-    size_t n = c->max_frame > 2048 ? (c->max_frame - 1024) / 400 : 1;
+    size_t n = c->max_frame > 2048 ? (c->max_frame - 1024) / 512 : 1;
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
 /* One Admin request and its answer: the reply (caller frees) or NULL,
  * *status set either way. */
 static sl__reply_t *s_admin_once(sl_client_t *self, int op, const char *queue,
-                                 const char *after, int64_t deadline, int *status)
+                                 const sl_admin_params_t *params, const char *after,
+                                 int64_t deadline, int *status)
 {
     sl__req_t *r = sl__req_new(SL__REQ_ADMIN, atomic_fetch_add(&self->next_corr, 1), deadline);
     if (!r) {
@@ -720,6 +747,8 @@ static sl__reply_t *s_admin_once(sl_client_t *self, int op, const char *queue,
     a.op = (Sluice__V1__Admin__Op)op;
     if (queue)
         a.queue = (char *)queue;
+    if (params && params->policy)
+        a.policy = (char *)params->policy;
     if (op == SL_ADMIN_STATS && !queue) { /* paged */
         a.after = (char *)after;
         a.limit = s_stats_page(self);
@@ -746,7 +775,8 @@ static int s_stats_append(sl_admin_reply_t *into, sl_admin_reply_t *page)
     return SL_OK;
 }
 
-int sl__client_admin(sl_client_t *self, int op, const char *queue, sl_admin_reply_t *reply,
+int sl__client_admin(sl_client_t *self, int op, const char *queue,
+                     const sl_admin_params_t *params, sl_admin_reply_t *reply,
                      sl_cluster_view_t *view, int64_t deadline)
 {
     memset(reply, 0, sizeof *reply);
@@ -767,7 +797,7 @@ int sl__client_admin(sl_client_t *self, int op, const char *queue, sl_admin_repl
     bool paged = op == SL_ADMIN_STATS && !queue;
     int rc;
     for (;;) {
-        sl__reply_t *rep = s_admin_once(self, op, queue, after, deadline, &rc);
+        sl__reply_t *rep = s_admin_once(self, op, queue, params, after, deadline, &rc);
         if (!rep)
             break;
         sl_admin_reply_t page = rep->admin; /* the queues array moves here */
@@ -847,4 +877,18 @@ int sl_client_resume(sl_client_t *self, const char *queue, int64_t deadline)
 int sl_client_drain(sl_client_t *self, const char *queue, int64_t deadline)
 {
     return s_admin_simple(self, SL_ADMIN_DRAIN, queue, deadline);
+}
+
+int sl_client_policy(sl_client_t *self, const char *queue, const char *spec,
+                     sl_queue_stats_t *stats_out, int64_t deadline)
+{
+    if (stats_out)
+        memset(stats_out, 0, sizeof *stats_out);
+    sl_admin_reply_t rep;
+    sl_admin_params_t p = {.policy = spec};
+    int rc = sl_client_admin_ex(self, SL_ADMIN_POLICY, queue, &p, &rep, deadline);
+    if (rc == SL_OK && stats_out && rep.n_queues > 0)
+        *stats_out = rep.queues[0];
+    sl_admin_reply_release(&rep);
+    return rc;
 }

@@ -362,10 +362,14 @@ int sl__client_sub_update(sl_client_t *c, sl__sub_t *s, uint32_t window, uint32_
 sl_chan_t *sl__client_unsub_start(sl_client_t *c, const char *queue, int *err);
 /* Wait for an unsubscribe promise (consumed) until deadline. */
 int sl__client_unsub_wait(sl_chan_t **done_p, int64_t deadline);
-/* sl_client_admin with any op (CLUSTER too); view (may be NULL) gets a
- * CLUSTER answer. */
-int sl__client_admin(sl_client_t *c, int op, const char *queue, sl_admin_reply_t *reply,
-                     sl_cluster_view_t *view, int64_t deadline);
+/* sl_client_admin_ex with any op (CLUSTER too); params may be NULL; view
+ * (may be NULL) gets a CLUSTER answer. */
+int sl__client_admin(sl_client_t *c, int op, const char *queue, const sl_admin_params_t *params,
+                     sl_admin_reply_t *reply, sl_cluster_view_t *view, int64_t deadline);
+/* stats.c: QueueStats into *o (every field, from sluice/stats.h's list);
+ * one node's stats of a queue added into another's, as the list merges. */
+void sl__queue_stats_from_pb(sl_queue_stats_t *o, const Sluice__V1__QueueStats *q);
+void sl__queue_stats_merge(sl_queue_stats_t *into, const sl_queue_stats_t *from);
 void sl__cluster_view_from_pb(sl_cluster_view_t *out, const Sluice__V1__ClusterView *pb,
                               int *status);
 
@@ -381,7 +385,8 @@ int sl__cluster_subscribe(sl_client_t *c, const char *queue, uint32_t window,
                           int flags);
 int sl__cluster_unsubscribe(sl_client_t *c, const char *queue, int64_t deadline);
 int sl__cluster_admin(sl_client_t *c, sl_admin_op_t op, const char *queue,
-                      sl_admin_reply_t *reply, int64_t deadline);
+                      const sl_admin_params_t *params, sl_admin_reply_t *reply,
+                      int64_t deadline);
 sl_client_t *sl__cluster_coordinator(sl_client_t *c);
 
 #endif

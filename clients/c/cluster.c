@@ -569,27 +569,13 @@ static void s_stats_merge(sl_admin_reply_t *into, const sl_admin_reply_t *from)
             into->queues[into->n_queues++] = *q;
             continue;
         }
-        t->depth += q->depth;
-        t->delayed += q->delayed;
-        t->in_flight += q->in_flight;
-        t->dead += q->dead;
-        t->published += q->published;
-        t->delivered += q->delivered;
-        t->acked += q->acked;
-        t->failed += q->failed;
-        t->retried += q->retried;
-        t->dropped += q->dropped;
-        t->expired += q->expired;
-        t->capacity += q->capacity;
-        t->consumers += q->consumers;
-        t->paused = t->paused || q->paused;
-        t->publish_rate += q->publish_rate;
-        t->ack_rate += q->ack_rate;
+        sl__queue_stats_merge(t, q);
     }
 }
 
 int sl__cluster_admin(sl_client_t *c, sl_admin_op_t op, const char *queue,
-                      sl_admin_reply_t *reply, int64_t deadline)
+                      const sl_admin_params_t *params, sl_admin_reply_t *reply,
+                      int64_t deadline)
 {
     sl__cluster_t *cl = c->cluster;
     if (queue && !*queue && op == SL_ADMIN_STATS)
@@ -622,7 +608,7 @@ int sl__cluster_admin(sl_client_t *c, sl_admin_op_t op, const char *queue,
         sl_admin_reply_t one;
         memset(&one, 0, sizeof one);
         if (nc)
-            err = sl__client_admin(nc, (int)op, queue, &one, NULL, deadline);
+            err = sl__client_admin(nc, (int)op, queue, params, &one, NULL, deadline);
         sl_client_destroy(&nc);
         reply->peers++;
         if (err == SL_OK) {

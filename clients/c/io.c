@@ -50,6 +50,19 @@ int sl__err_from_node(int code)
     }
 }
 
+const char *sl_code_name(int code)
+{
+    switch (code) {
+#define S_CODE_NAME(name, value, when) \
+    case SL_CODE_##name:                \
+        return #name;
+        SL_CODES(S_CODE_NAME)
+#undef S_CODE_NAME
+    default:
+        return "UNKNOWN";
+    }
+}
+
 /* --- sending --------------------------------------------------------- */
 
 static int s_send_bytes(sl_client_t *c, const void *buf, size_t len)
@@ -616,28 +629,8 @@ static void s_on_admin_reply(sl_client_t *c, uint64_t corr, Sluice__V1__AdminRep
             rep->status = SL_ENOMEM;
         } else {
             a->n_queues = ar->n_queues;
-            for (size_t i = 0; i < ar->n_queues; i++) {
-                const Sluice__V1__QueueStats *q = ar->queues[i];
-                sl_queue_stats_t *o = &a->queues[i];
-                s_copy(o->name, sizeof o->name, q->name);
-                o->depth = q->depth;
-                o->delayed = q->delayed;
-                o->in_flight = q->in_flight;
-                o->dead = q->dead;
-                o->published = q->published;
-                o->delivered = q->delivered;
-                o->acked = q->acked;
-                o->failed = q->failed;
-                o->retried = q->retried;
-                o->dropped = q->dropped;
-                o->expired = q->expired;
-                o->capacity = q->capacity;
-                o->consumers = q->consumers;
-                o->paused = q->paused;
-                s_copy(o->overflow, sizeof o->overflow, q->overflow);
-                o->publish_rate = q->publish_rate;
-                o->ack_rate = q->ack_rate;
-            }
+            for (size_t i = 0; i < ar->n_queues; i++)
+                sl__queue_stats_from_pb(&a->queues[i], ar->queues[i]);
         }
     }
     if (ar->cluster && rep->status == SL_OK)

@@ -123,7 +123,7 @@ int sl_client_cluster(sl_client_t *self, sl_cluster_view_t *view, int64_t deadli
         return SL_EINVAL;
     sl_client_t *c = self->cluster ? sl__cluster_coordinator(self) : self;
     sl_admin_reply_t rep;
-    int rc = sl__client_admin(c, SL__ADMIN_CLUSTER, NULL, &rep, view, deadline);
+    int rc = sl__client_admin(c, SL__ADMIN_CLUSTER, NULL, NULL, &rep, view, deadline);
     sl_admin_reply_release(&rep);
     if (rc != SL_OK)
         sl_cluster_view_release(view);

@@ -1,6 +1,8 @@
-/* admin.c -- `sluice stats [QUEUE]` (a table of queues; with --coordinator
- * the whole cluster: nodes, queues per node, consumers and their
- * assignments) and `sluice pause|resume|drain QUEUE`. */
+/* admin.c -- the admin commands: `sluice stats [QUEUE]` (a table of
+ * queues; with --coordinator the whole cluster: nodes, queues per node,
+ * consumers and their assignments), `sluice pause|resume|drain QUEUE` and
+ * `sluice policy QUEUE [SPEC]`. One table of them (s_cmds) gives their
+ * dispatch, usage and lines in `sluice --help`. */
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <inttypes.h>
@@ -12,7 +14,7 @@
 #include "cli.h"
 
 #define S_CELL 288   /* bytes per table cell: names, endpoints, node lists */
-#define S_COLS_MAX 16
+#define S_COLS_MAX 32
 
 /* A table being built: cells row by row, ncols per row. */
 typedef struct {
@@ -70,29 +72,49 @@ static void s_print(s_table_t *t)
     t->nrows = t->cap = 0;
 }
 
+/* One cell of the stats table, by the field's kind (sluice/stats.h). */
+static void s_cell_U64(char *c, uint64_t v) { snprintf(c, S_CELL, "%" PRIu64, v); }
+static void s_cell_U32(char *c, uint32_t v) { snprintf(c, S_CELL, "%" PRIu32, v); }
+static void s_cell_BOOL(char *c, bool v) { snprintf(c, S_CELL, "%s", v ? "yes" : "no"); }
+static void s_cell_RATE(char *c, double v) { snprintf(c, S_CELL, "%.1f", v); }
+static void s_cell_TEXT(char *c, const char *v) { snprintf(c, S_CELL, "%s", v); }
+
+/* The columns are the fields of sluice/stats.h that name a header, in its
+ * order; text left-aligned, numbers right-aligned. */
 static void s_queue_table(const sl_queue_stats_t *qs, size_t n)
 {
-    static const char *const heads[] = {"QUEUE",     "DEPTH",  "DELAYED",   "IN-FLIGHT",
-                                        "DEAD",      "PUBLISHED", "ACKED",  "FAILED",
-                                        "CONSUMERS", "PUB/S",  "ACK/S",     "PAUSED"};
-    s_table_t t = {.ncols = 12, .heads = heads, .left = "lrrrrrrrrrrr"};
+    static const char *const all[] = {
+#define S_HEAD(field, kind, size, merge, head, help) head,
+        SL_QUEUE_STATS_FIELDS(S_HEAD)
+#undef S_HEAD
+    };
+    static const char *const kinds[] = {
+#define S_KIND(field, kind, size, merge, head, help) #kind,
+        SL_QUEUE_STATS_FIELDS(S_KIND)
+#undef S_KIND
+    };
+    _Static_assert(sizeof all / sizeof *all <= S_COLS_MAX, "more stats than S_COLS_MAX");
+    const char *heads[S_COLS_MAX];
+    char left[S_COLS_MAX + 1] = "";
+    int ncols = 0;
+    for (size_t i = 0; i < sizeof all / sizeof *all && ncols < S_COLS_MAX; i++) {
+        if (!all[i][0])
+            continue;
+        left[ncols] = strcmp(kinds[i], "TEXT") == 0 ? 'l' : 'r';
+        heads[ncols++] = all[i];
+    }
+    s_table_t t = {.ncols = ncols, .heads = heads, .left = left};
     for (size_t r = 0; r < n; r++) {
         const sl_queue_stats_t *q = &qs[r];
         char(*c)[S_CELL] = s_row(&t);
         if (!c)
             break;
-        snprintf(c[0], S_CELL, "%s", q->name);
-        snprintf(c[1], S_CELL, "%" PRIu64, q->depth);
-        snprintf(c[2], S_CELL, "%" PRIu64, q->delayed);
-        snprintf(c[3], S_CELL, "%" PRIu64, q->in_flight);
-        snprintf(c[4], S_CELL, "%" PRIu64, q->dead);
-        snprintf(c[5], S_CELL, "%" PRIu64, q->published);
-        snprintf(c[6], S_CELL, "%" PRIu64, q->acked);
-        snprintf(c[7], S_CELL, "%" PRIu64, q->failed);
-        snprintf(c[8], S_CELL, "%" PRIu32, q->consumers);
-        snprintf(c[9], S_CELL, "%.1f", q->publish_rate);
-        snprintf(c[10], S_CELL, "%.1f", q->ack_rate);
-        snprintf(c[11], S_CELL, "%s", q->paused ? "yes" : "no");
+        int k = 0;
+#define S_FILL(field, kind, size, merge, head, help) \
+    if ((head)[0] && k < ncols)                       \
+        s_cell_##kind(c[k++], q->field);
+        SL_QUEUE_STATS_FIELDS(S_FILL)
+#undef S_FILL
     }
     s_print(&t);
 }
@@ -175,107 +197,162 @@ static void s_cluster_tables(const sl_cluster_view_t *v, const char *queue)
            v->coordinator_id, v->epoch, v->n_nodes, alive, consumers);
 }
 
-static int s_no_options(const char *cmd, const char *usage, int argc, char **argv)
+/* --- the commands ------------------------------------------------------ */
+
+typedef struct s_cmd s_cmd_t;
+
+/* What a command takes after its name. */
+typedef enum {
+    S_QUEUE_OPT,  /* [QUEUE]: one queue, or every queue                     */
+    S_QUEUE,      /* QUEUE                                                  */
+    S_QUEUE_ARG   /* QUEUE [ARG]: without ARG, the queue's STATS            */
+} s_args_t;
+
+struct s_cmd {
+    const char *name;
+    sl_admin_op_t op;
+    s_args_t args;
+    const char *usage;    /* after "sluice "                                */
+    const char *help;     /* its line in `sluice --help`                    */
+    const char *done;     /* on success print "<done> 'QUEUE'"; or NULL:    */
+    void (*show)(const s_cmd_t *cmd, const char *queue, const sl_admin_reply_t *rep);
+    /* with --coordinator, instead of asking every node (NULL: ask them) */
+    int (*cluster)(const sl_cli_t *cli, sl_client_t *client, const char *queue);
+};
+
+static void s_show_stats(const s_cmd_t *cmd, const char *queue, const sl_admin_reply_t *rep)
 {
+    (void)cmd;
+    (void)queue;
+    s_queue_table(rep->queues, rep->n_queues);
+    printf("node %s epoch %016" PRIx64 " peers %" PRIu64 " bad-messages %" PRIu64 "\n",
+           rep->node_id, rep->epoch, rep->peers, rep->bad_messages);
+}
+
+/* "QUEUE POLICY": the policy in force, after a change too. */
+static void s_show_policy(const s_cmd_t *cmd, const char *queue, const sl_admin_reply_t *rep)
+{
+    (void)cmd;
+    printf("%s %s\n", queue, rep->n_queues ? rep->queues[0].policy : "");
+}
+
+static int s_cluster_stats(const sl_cli_t *cli, sl_client_t *client, const char *queue)
+{
+    sl_cluster_view_t view;
+    int rc = sl_client_cluster(client, &view, sl_deadline_ms(cli->timeout_ms));
+    int code = SL_CLI_OK;
+    if (rc == SL_OK)
+        s_cluster_tables(&view, queue);
+    else
+        code = sl_cli_fail(cli, client, "stats", rc, NULL);
+    sl_cluster_view_release(&view);
+    return code;
+}
+
+/* The admin commands. A new one is a row here (and its Admin op). */
+static const s_cmd_t s_cmds[] = {
+    {"stats", SL_ADMIN_STATS, S_QUEUE_OPT, "stats [QUEUE]",
+     "table of queues (cluster: nodes, queues, consumers)", NULL, s_show_stats,
+     s_cluster_stats},
+    {"pause", SL_ADMIN_PAUSE, S_QUEUE, "pause QUEUE",
+     "stop deliveries (publishes still accepted)", "paused", NULL, NULL},
+    {"resume", SL_ADMIN_RESUME, S_QUEUE, "resume QUEUE", "deliver again (also ends drain)",
+     "resumed", NULL, NULL},
+    {"drain", SL_ADMIN_DRAIN, S_QUEUE, "drain QUEUE", "refuse publishes, deliver what is left",
+     "draining", NULL, NULL},
+    {"policy", SL_ADMIN_POLICY, S_QUEUE_ARG, "policy QUEUE [KEY=VALUE,...]",
+     "the queue's policy; with keys, set them first", NULL, s_show_policy, NULL},
+};
+
+static const s_cmd_t *s_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof s_cmds / sizeof *s_cmds; i++)
+        if (strcmp(s_cmds[i].name, name) == 0)
+            return &s_cmds[i];
+    return NULL;
+}
+
+bool sl_cli_is_admin(const char *cmd)
+{
+    return s_find(cmd) != NULL;
+}
+
+void sl_cli_admin_usage(FILE *out)
+{
+    for (size_t i = 0; i < sizeof s_cmds / sizeof *s_cmds; i++) {
+        if (strlen(s_cmds[i].usage) > 28) /* the help on a line of its own */
+            fprintf(out, "  %s\n  %-28s %s\n", s_cmds[i].usage, "", s_cmds[i].help);
+        else
+            fprintf(out, "  %-28s %s\n", s_cmds[i].usage, s_cmds[i].help);
+    }
+}
+
+int sl_cli_admin(const sl_cli_t *cli, int argc, char **argv)
+{
+    const s_cmd_t *cmd = s_find(argv[0]);
+    if (!cmd) {
+        sl_cli_err("unknown command '%s' (see sluice --help)", argv[0]);
+        return SL_CLI_USAGE;
+    }
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (ch == 'h') {
-            printf("usage: %s\n", usage);
+            printf("usage: sluice %s\n", cmd->usage);
             return SL_CLI_OK;
         }
-        sl_cli_err("%s: unknown option '%s' (usage: %s)", cmd, argv[optind - 1], usage);
+        sl_cli_err("%s: unknown option '%s' (usage: sluice %s)", cmd->name, argv[optind - 1],
+                   cmd->usage);
         return SL_CLI_USAGE;
     }
-    return -1;
-}
-
-int sl_cli_stats(const sl_cli_t *cli, int argc, char **argv)
-{
-    const char *usage = "sluice stats [QUEUE]";
-    int code = s_no_options("stats", usage, argc, argv);
-    if (code >= 0)
-        return code;
-    if (argc - optind > 1) {
-        sl_cli_err("stats: one queue at most (usage: %s)", usage);
+    int nargs = argc - optind;
+    if ((cmd->args == S_QUEUE && nargs != 1) || (cmd->args == S_QUEUE_OPT && nargs > 1) ||
+        (cmd->args == S_QUEUE_ARG && (nargs < 1 || nargs > 2))) {
+        sl_cli_err("%s: %s (usage: sluice %s)", cmd->name,
+                   cmd->args == S_QUEUE_OPT ? "one queue at most"
+                   : nargs == 0             ? "a queue is required"
+                                            : "too many arguments",
+                   cmd->usage);
         return SL_CLI_USAGE;
     }
-    const char *queue = optind < argc ? argv[optind] : NULL;
+    const char *queue = nargs > 0 ? argv[optind] : NULL;
+    const char *arg = nargs > 1 ? argv[optind + 1] : NULL;
     if (queue && sl_queue_name_check(queue) != SL_OK) {
         sl_cli_err("invalid queue name '%s': 1-%d characters from [A-Za-z0-9._:-]", queue,
                    SL_QUEUE_NAME_MAX);
         return SL_CLI_USAGE;
     }
+    int code;
     sl_client_t *client = sl_cli_connect(cli, &code);
     if (!client)
         return code;
-    if (cli->coordinator) {
-        sl_cluster_view_t view;
-        int rc = sl_client_cluster(client, &view, sl_deadline_ms(cli->timeout_ms));
-        if (rc == SL_OK) {
-            s_cluster_tables(&view, queue);
-            code = SL_CLI_OK;
-        } else {
-            code = sl_cli_fail(cli, client, "stats", rc, NULL);
-        }
-        sl_cluster_view_release(&view);
+    if (cli->coordinator && cmd->cluster) {
+        code = cmd->cluster(cli, client, queue);
         sl_client_destroy(&client);
         return code;
     }
+    /* QUEUE [ARG] without ARG shows the queue as it is. */
+    sl_admin_op_t op = cmd->args == S_QUEUE_ARG && !arg ? SL_ADMIN_STATS : cmd->op;
+    sl_admin_params_t params = {0};
+    if (op == SL_ADMIN_POLICY)
+        params.policy = arg;
     sl_admin_reply_t rep;
-    int rc = sl_client_admin(client, SL_ADMIN_STATS, queue, &rep, sl_deadline_ms(cli->timeout_ms));
+    int rc = sl_client_admin_ex(client, op, queue, &params, &rep,
+                                sl_deadline_ms(cli->timeout_ms));
     if (rc == SL_ENOTFOUND) {
-        sl_cli_err("no such queue '%s' on '%s'", queue, cli->endpoint);
+        sl_cli_err("%s: no such queue '%s' on '%s'", cmd->name, queue, sl_cli_target(cli));
+        code = SL_CLI_REFUSED;
+    } else if (rc == SL_EINVAL && op == SL_ADMIN_POLICY && rep.node_code) {
+        sl_cli_err("%s: invalid policy '%s' for '%s': %s", cmd->name, arg, queue,
+                   rep.node_text);
         code = SL_CLI_REFUSED;
     } else if (rc != SL_OK) {
-        code = sl_cli_fail(cli, client, "stats", rc, rep.node_text);
+        code = sl_cli_fail(cli, client, cmd->name, rc, rep.node_text);
     } else {
-        s_queue_table(rep.queues, rep.n_queues);
-        printf("node %s epoch %016" PRIx64 " peers %" PRIu64 " bad-messages %" PRIu64 "\n",
-               rep.node_id, rep.epoch, rep.peers, rep.bad_messages);
-        code = SL_CLI_OK;
-    }
-    sl_client_destroy(&client);
-    sl_admin_reply_release(&rep);
-    return code;
-}
-
-int sl_cli_admin(const sl_cli_t *cli, int argc, char **argv)
-{
-    const char *cmd = argv[0];
-    sl_admin_op_t op = strcmp(cmd, "pause") == 0    ? SL_ADMIN_PAUSE
-                       : strcmp(cmd, "resume") == 0 ? SL_ADMIN_RESUME
-                                                    : SL_ADMIN_DRAIN;
-    const char *done = op == SL_ADMIN_PAUSE    ? "paused"
-                       : op == SL_ADMIN_RESUME ? "resumed"
-                                               : "draining";
-    char usage[64];
-    snprintf(usage, sizeof usage, "sluice %s QUEUE", cmd);
-    int code = s_no_options(cmd, usage, argc, argv);
-    if (code >= 0)
-        return code;
-    if (argc - optind != 1) {
-        sl_cli_err("%s: exactly one queue (usage: %s)", cmd, usage);
-        return SL_CLI_USAGE;
-    }
-    const char *queue = argv[optind];
-    if (sl_queue_name_check(queue) != SL_OK) {
-        sl_cli_err("invalid queue name '%s': 1-%d characters from [A-Za-z0-9._:-]", queue,
-                   SL_QUEUE_NAME_MAX);
-        return SL_CLI_USAGE;
-    }
-    sl_client_t *client = sl_cli_connect(cli, &code);
-    if (!client)
-        return code;
-    sl_admin_reply_t rep;
-    int rc = sl_client_admin(client, op, queue, &rep, sl_deadline_ms(cli->timeout_ms));
-    if (rc == SL_ENOTFOUND) {
-        sl_cli_err("%s: no such queue '%s' on '%s'", cmd, queue, cli->endpoint);
-        code = SL_CLI_REFUSED;
-    } else if (rc != SL_OK) {
-        code = sl_cli_fail(cli, client, cmd, rc, rep.node_text);
-    } else {
-        printf("%s '%s'\n", done, queue);
+        if (cmd->done)
+            printf("%s '%s'\n", cmd->done, queue);
+        else
+            cmd->show(cmd, queue, &rep);
         code = SL_CLI_OK;
     }
     sl_client_destroy(&client);

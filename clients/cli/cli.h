@@ -3,7 +3,9 @@
 #ifndef SLUICE_CLI_H
 #define SLUICE_CLI_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "sluice/client.h"
 
@@ -48,7 +50,12 @@ int sl_cli_fail(const sl_cli_t *cli, sl_client_t *client, const char *what, int 
 
 int sl_cli_publish(const sl_cli_t *cli, int argc, char **argv);
 int sl_cli_consume(const sl_cli_t *cli, int argc, char **argv);
-int sl_cli_stats(const sl_cli_t *cli, int argc, char **argv);
-int sl_cli_admin(const sl_cli_t *cli, int argc, char **argv); /* pause, resume, drain */
+
+/* admin.c: the admin commands (stats, pause, resume, drain, policy). Is
+ * cmd one of them; run argv[0], one of them; print their lines of
+ * `sluice --help`. */
+bool sl_cli_is_admin(const char *cmd);
+int sl_cli_admin(const sl_cli_t *cli, int argc, char **argv);
+void sl_cli_admin_usage(FILE *out);
 
 #endif

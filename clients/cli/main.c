@@ -12,7 +12,8 @@
 
 #include "cli.h"
 
-static const char s_usage[] =
+/* The usage: s_usage_head, the admin commands' lines (admin.c), s_usage_tail. */
+static const char s_usage_head[] =
     "usage: sluice [--endpoint URL | --coordinator URL] [--timeout-ms N] [-v] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
@@ -21,11 +22,8 @@ static const char s_usage[] =
     "      --routing-key KEY (cluster: same key, same node)\n"
     "  consume QUEUE --exec CMD     run CMD (/bin/sh -c) per job, payload on stdin\n"
     "      --concurrency N  --max-jobs N  --touch-ms N\n"
-    "      CMD exit 0: ack; 100: permanent failure (dead); other: retry later\n"
-    "  stats [QUEUE]                table of queues (cluster: nodes, queues, consumers)\n"
-    "  pause QUEUE                  stop deliveries (publishes still accepted)\n"
-    "  resume QUEUE                 deliver again (also ends drain)\n"
-    "  drain QUEUE                  refuse publishes, deliver what is left\n"
+    "      CMD exit 0: ack; 100: permanent failure (dead); other: retry later\n";
+static const char s_usage_tail[] =
     "\n"
     "options:\n"
     "  --endpoint URL    node to talk to (env SLUICE_ENDPOINT; default " SL_CLIENT_ENDPOINT_DEFAULT
@@ -37,6 +35,13 @@ static const char s_usage[] =
     "\n"
     "exit: 0 ok, 1 refused by the node, 2 usage, 3 node unreachable or timed out\n"
     "(see docs/client.md)\n";
+
+static void s_usage(FILE *out)
+{
+    fputs(s_usage_head, out);
+    sl_cli_admin_usage(out);
+    fputs(s_usage_tail, out);
+}
 
 void sl_cli_err(const char *fmt, ...)
 {
@@ -160,7 +165,7 @@ int main(int argc, char **argv)
             cli.verbose = 1;
             break;
         case 'h':
-            fputs(s_usage, stdout);
+            s_usage(stdout);
             return SL_CLI_OK;
         default:
             sl_cli_err("unknown option '%s' (see sluice --help)", argv[optind - 1]);
@@ -168,7 +173,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc) {
-        fputs(s_usage, stderr);
+        s_usage(stderr);
         return SL_CLI_USAGE;
     }
     const char *cmd = argv[optind];
@@ -179,12 +184,10 @@ int main(int argc, char **argv)
         return sl_cli_publish(&cli, sub_argc, sub_argv);
     if (strcmp(cmd, "consume") == 0)
         return sl_cli_consume(&cli, sub_argc, sub_argv);
-    if (strcmp(cmd, "stats") == 0)
-        return sl_cli_stats(&cli, sub_argc, sub_argv);
-    if (strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 || strcmp(cmd, "drain") == 0)
+    if (sl_cli_is_admin(cmd))
         return sl_cli_admin(&cli, sub_argc, sub_argv);
     if (strcmp(cmd, "help") == 0) {
-        fputs(s_usage, stdout);
+        s_usage(stdout);
         return SL_CLI_OK;
     }
     sl_cli_err("unknown command '%s' (see sluice --help)", cmd);

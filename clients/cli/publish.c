@@ -76,9 +76,10 @@ static int s_collect(s_pub_t *p, bool wait)
         if (cf->status == SL_CONFIRM_REJECTED) {
             p->rejected++;
             if (cf->retry_after_ms)
-                printf("%s rejected %s (retry after %u ms)\n", hex, cf->reason, cf->retry_after_ms);
+                printf("%s rejected %s: %s (retry after %u ms)\n", hex, sl_code_name(cf->code),
+                       cf->reason, cf->retry_after_ms);
             else
-                printf("%s rejected %s\n", hex, cf->reason);
+                printf("%s rejected %s: %s\n", hex, sl_code_name(cf->code), cf->reason);
         } else {
             printf("%s %s\n", hex, s_status_name(cf->status));
         }
@@ -379,7 +380,8 @@ int sl_cli_publish(const sl_cli_t *cli, int argc, char **argv)
                    "Lines go out in batches of up to 128, a batch at the latest MS ms\n"
                    "(--linger, default %d) after its first line came, so a stream is\n"
                    "published as it arrives.\n"
-                   "Prints '<job id> accepted|duplicate|rejected <reason>' per job,\n"
+                   "Prints '<job id> accepted|duplicate' or '<job id> rejected CODE: reason'\n"
+                   "per job (CODE as in docs/protocol.md: FULL, DRAINING, LIMIT, ...),\n"
                    "as soon as the node confirms it.\n"
                    "--routing-key (with --coordinator): every job to the node the key\n"
                    "hashes to, so they keep their order.\n",

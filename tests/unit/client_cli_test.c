@@ -1,8 +1,9 @@
 /* client_cli_test.c -- the sluice command against a real sluice-node:
  * publish from arguments and stdin (a stream published as it arrives), the
  * stats table, consume --exec with its environment and exit-code contract,
- * pause/resume/drain, and the exit codes for bad usage and an unreachable
- * node (which must not hang). */
+ * pause/resume/drain (a rejection naming its code), policy (shown, set,
+ * refused), and the exit codes for bad usage and an unreachable node
+ * (which must not hang). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +48,42 @@ static int s_count_lines_with(const char *text, const char *needle)
     for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
         n++;
     return n;
+}
+
+/* The cell of the stats table (`sluice stats` output) in queue's row and
+ * the column headed head, into cell (size bytes); fails the test if there
+ * is none. Cells of that table hold no blanks. */
+static void s_stats_cell(const char *out, const char *queue, const char *head, char *cell,
+                         size_t size)
+{
+    int col = -1, k = 0;
+    const char *p = out;
+    char word[256];
+    int used;
+    while (sscanf(p, "%255s%n", word, &used) == 1 && *p != '\n') { /* the header line */
+        if (strcmp(word, head) == 0)
+            col = k;
+        k++;
+        p += used;
+        while (*p == ' ')
+            p++;
+    }
+    if (col < 0)
+        fail_msg("no column %s in:\n%s", head, out);
+    char start[160];
+    snprintf(start, sizeof start, "\n%s ", queue);
+    const char *row = strstr(out, start);
+    if (!row)
+        fail_msg("no row for %s in:\n%s", queue, out);
+    row++;
+    for (int i = 0; i <= col; i++) {
+        if (sscanf(row, "%255s%n", word, &used) != 1)
+            fail_msg("row of %s too short in:\n%s", queue, out);
+        row += used;
+    }
+    size_t len = strlen(word) < size ? strlen(word) : size - 1;
+    memcpy(cell, word, len);
+    cell[len] = '\0';
 }
 
 static void test_client_cli__publish_args_and_stdin_then_stats(void **state)
@@ -323,20 +360,99 @@ static void test_client_cli__pause_resume_drain(void **state)
     assert_int_equal(s_run(n.endpoint, NULL, &out, "pause", "ops", NULL), 0);
     assert_non_null(strstr(out, "paused 'ops'"));
     free(out);
+    char cell[64];
     assert_int_equal(s_run(n.endpoint, NULL, &out, "stats", "ops", NULL), 0);
-    assert_non_null(strstr(out, "yes\n"));
+    s_stats_cell(out, "ops", "PAUSED", cell, sizeof cell);
+    assert_string_equal(cell, "yes");
+    s_stats_cell(out, "ops", "DRAINING", cell, sizeof cell);
+    assert_string_equal(cell, "no");
     free(out);
     assert_int_equal(s_run(n.endpoint, NULL, &out, "resume", "ops", NULL), 0);
     free(out);
     assert_int_equal(s_run(n.endpoint, NULL, &out, "drain", "ops", NULL), 0);
     free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "stats", "ops", NULL), 0);
+    s_stats_cell(out, "ops", "PAUSED", cell, sizeof cell);
+    assert_string_equal(cell, "no");
+    s_stats_cell(out, "ops", "DRAINING", cell, sizeof cell);
+    assert_string_equal(cell, "yes");
+    free(out);
     assert_int_equal(s_run(n.endpoint, NULL, &out, "publish", "ops", "2", NULL), 1);
-    assert_non_null(strstr(out, "rejected"));
-    assert_non_null(strstr(out, "draining"));
+    assert_non_null(strstr(out, " rejected DRAINING: queue draining"));
     free(out);
     assert_int_equal(s_run(n.endpoint, NULL, &out, "pause", "nosuch", NULL), 1);
     assert_non_null(strstr(out, "no such queue"));
     free(out);
+    sl_testnode_release(&n);
+}
+
+/* `sluice policy QUEUE` shows the policy in force; with a spec it sets
+ * those keys (the others stay) and shows the result, which stats see
+ * too; a bad spec is refused with the node's reason, exit 1, and changes
+ * nothing. */
+static void test_client_cli__policy_show_set_and_refuse(void **state)
+{
+    (void)state;
+    sl_testnode_t n;
+    tc_node_start(&n, NULL);
+    char *out;
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "publish", "pol", "1", NULL), 0);
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "policy", "pol", NULL), 0);
+    assert_non_null(strstr(out, "pol overflow=block,max-length=100000,max-attempts=5,"));
+    free(out);
+
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "policy", "pol",
+                           "max-attempts=8,overflow=drop-new", NULL),
+                     0);
+    assert_non_null(strstr(out, "pol overflow=drop-new,max-length=100000,max-attempts=8,"));
+    free(out);
+    sl_client_t *c = tc_client(n.endpoint);
+    sl_queue_stats_t st = tc_stats(c, "pol");
+    assert_string_equal(st.overflow, "drop-new");
+    assert_non_null(strstr(st.policy, "max-attempts=8"));
+    /* the libsluice call, which the command uses */
+    sl_queue_stats_t after;
+    SL_ASSERT_OK(sl_client_policy(c, "pol", "max-length=2", &after,
+                                  sl_deadline_ms(tc_patience_ms())));
+    assert_int_equal(after.capacity, 2);
+    assert_non_null(strstr(after.policy, "max-length=2,max-attempts=8"));
+
+    /* refused: a bound, an unknown key, no '=' */
+    const char *bad[][2] = {{"max-length=0", "max-length"},
+                            {"speed=11", "unknown policy key 'speed'"},
+                            {"max-dead", "expected key=value"}};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(s_run(n.endpoint, NULL, &out, "policy", "pol", bad[i][0], NULL), 1);
+        assert_non_null(strstr(out, "invalid policy"));
+        assert_non_null(strstr(out, bad[i][1]));
+        free(out);
+    }
+    sl_admin_reply_t rep;
+    SL_ASSERT_ERR(sl_client_admin_ex(c, SL_ADMIN_POLICY, "pol",
+                                     &(sl_admin_params_t){.policy = "max-length=-1"}, &rep,
+                                     sl_deadline_ms(tc_patience_ms())),
+                  SL_EINVAL);
+    assert_int_equal(rep.node_code, SL_CODE_BAD_MESSAGE);
+    assert_non_null(strstr(rep.node_text, "max-length"));
+    sl_admin_reply_release(&rep);
+    SL_ASSERT_ERR(sl_client_admin_ex(c, SL_ADMIN_POLICY, "pol", NULL, &rep, sl_deadline_ms(100)),
+                  SL_EINVAL);
+    sl_admin_reply_release(&rep);
+    st = tc_stats(c, "pol");
+    assert_int_equal(st.capacity, 2); /* unchanged by the refusals */
+    assert_string_equal(st.overflow, "drop-new");
+
+    /* no such queue to show; usage */
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "policy", "nosuch", NULL), 1);
+    assert_non_null(strstr(out, "no such queue"));
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "policy", NULL), 2);
+    assert_non_null(strstr(out, "usage: sluice policy QUEUE"));
+    free(out);
+    assert_int_equal(s_run(n.endpoint, NULL, &out, "policy", "pol", "a=1", "b=2", NULL), 2);
+    free(out);
+    sl_client_destroy(&c);
     sl_testnode_release(&n);
 }
 
@@ -390,6 +506,8 @@ static void test_client_cli__usage_errors_exit_2(void **state)
     free(out);
     assert_int_equal(s_run(NULL, NULL, &out, "--help", NULL), 0);
     assert_non_null(strstr(out, "100: permanent failure"));
+    assert_non_null(strstr(out, "  policy QUEUE [KEY=VALUE,...]"));
+    assert_non_null(strstr(out, "  drain QUEUE "));
     free(out);
 }
 
@@ -419,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_client_cli__publish_streams_stdin_as_it_arrives),
         cmocka_unit_test(test_client_cli__consume_exec_env_and_exit_codes),
         cmocka_unit_test(test_client_cli__pause_resume_drain),
+        cmocka_unit_test(test_client_cli__policy_show_set_and_refuse),
         cmocka_unit_test(test_client_cli__blocked_publish_times_out_with_reason),
         cmocka_unit_test(test_client_cli__usage_errors_exit_2),
         cmocka_unit_test(test_client_cli__unreachable_node_exits_3_in_time),

@@ -1010,6 +1010,76 @@ static void test_client_cluster__cluster_view_comes_from_the_coordinator(void **
     pthread_mutex_unlock(&s_coord->mu);
 }
 
+/* Administration asks every live node of the view: STATS sums a queue
+ * over them as sluice/stats.h merges each field (counts added, a flag set
+ * on any, text from the first); POLICY sets the keys on every one. */
+static void test_client_cluster__admin_sums_stats_and_sets_policy_on_every_node(void **state)
+{
+    (void)state;
+    s_start_nodes(SL_OVERFLOW_BLOCK, 0);
+    Sluice__V1__NodeStatus ns[2];
+    Sluice__V1__ClusterNode cn[2], *cnp[2];
+    const char *ids[2] = {"n1", "n2"};
+    for (int i = 0; i < 2; i++) {
+        sluice__v1__node_status__init(&ns[i]);
+        ns[i].node_id = (char *)ids[i];
+        ns[i].endpoint = (char *)s_ep(i);
+        sluice__v1__cluster_node__init(&cn[i]);
+        cn[i].status = &ns[i];
+        cn[i].alive = true;
+        cnp[i] = &cn[i];
+    }
+    Sluice__V1__ClusterView view = SLUICE__V1__CLUSTER_VIEW__INIT;
+    view.coordinator_id = "coord-1";
+    view.nodes = cnp;
+    view.n_nodes = 2;
+    s_cluster_client(NULL);
+    pthread_mutex_lock(&s_coord->mu);
+    s_coord->view = &view;
+    pthread_mutex_unlock(&s_coord->mu);
+
+    for (int i = 0; i < 5; i++) /* 2 on n1, 3 on n2 */
+        assert_int_equal(tc_publish(s_direct[i < 2 ? 0 : 1], "adm", "x"), SL_CONFIRM_ACCEPTED);
+    SL_ASSERT_OK(sl_client_pause(s_direct[1], "adm", sl_deadline_ms(tc_patience_ms())));
+    sl_queue_stats_t one[2] = {tc_stats(s_direct[0], "adm"), tc_stats(s_direct[1], "adm")};
+
+    sl_queue_stats_t *qs = NULL;
+    size_t n = 0;
+    SL_ASSERT_OK(sl_client_stats(s_client, "adm", &qs, &n, sl_deadline_ms(tc_patience_ms())));
+    assert_int_equal(n, 1);
+    assert_string_equal(qs[0].name, "adm");
+    assert_int_equal(qs[0].depth, 5);
+    assert_int_equal(qs[0].published, 5);
+    assert_int_equal(qs[0].capacity, one[0].capacity + one[1].capacity);
+    assert_true(qs[0].paused);    /* on n2 */
+    assert_false(qs[0].draining);
+    assert_string_equal(qs[0].overflow, "block");
+    assert_string_equal(qs[0].policy, one[0].policy);
+    free(qs);
+
+    sl_queue_stats_t after;
+    SL_ASSERT_OK(sl_client_policy(s_client, "adm", "max-attempts=9,max-dead=7", &after,
+                                  sl_deadline_ms(tc_patience_ms())));
+    assert_non_null(strstr(after.policy, "max-attempts=9"));
+    assert_int_equal(after.depth, 5);
+    for (int i = 0; i < 2; i++) {
+        sl_queue_stats_t st = tc_stats(s_direct[i], "adm");
+        assert_non_null(strstr(st.policy, "max-attempts=9"));
+        assert_non_null(strstr(st.policy, "max-dead=7"));
+    }
+    sl_admin_reply_t rep;
+    SL_ASSERT_ERR(sl_client_admin_ex(s_client, SL_ADMIN_POLICY, "adm",
+                                     &(sl_admin_params_t){.policy = "max-dead=lots"}, &rep,
+                                     sl_deadline_ms(tc_patience_ms())),
+                  SL_EINVAL);
+    assert_non_null(strstr(rep.node_text, "max-dead"));
+    sl_admin_reply_release(&rep);
+
+    pthread_mutex_lock(&s_coord->mu);
+    s_coord->view = NULL;
+    pthread_mutex_unlock(&s_coord->mu);
+}
+
 /* --- the sluice command in cluster mode -------------------------------- */
 
 /* Run the CLI with args (NULL-terminated), env (may be NULL); returns its
@@ -1174,6 +1244,8 @@ int main(void)
             test_client_cluster__jobs_refused_as_shutting_down_land_on_another, s_teardown),
         cmocka_unit_test_teardown(test_client_cluster__cluster_view_comes_from_the_coordinator,
                                   s_teardown),
+        cmocka_unit_test_teardown(
+            test_client_cluster__admin_sums_stats_and_sets_policy_on_every_node, s_teardown),
         cmocka_unit_test_teardown(test_client_cluster__cli_stats_prints_the_whole_cluster,
                                   s_teardown),
         cmocka_unit_test_teardown(

@@ -7,8 +7,12 @@
  *     fail them;
  *   - a rejection's code reaches the caller (sl_confirm_t.code);
  *   - kinds newer than the client, and SubscribeReply, are ignored;
- *   - STATS of every queue follows AdminReply.next from page to page. */
+ *   - STATS of every queue follows AdminReply.next from page to page;
+ *   - sluice/stats.h's list names every QueueStats field, in order and of
+ *     its type, and every one reaches sl_queue_stats_t; SL_CODES names
+ *     every Error.Code. */
 #define _GNU_SOURCE
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,6 +309,178 @@ static void test_client_wire__stats_follow_the_pages_to_the_last(void **state)
     assert_string_equal(e->admin->after, "");
 }
 
+/* --- the lists that follow proto/sluice.proto ------------------------- */
+
+/* The protobuf type each kind of sluice/stats.h stands for. */
+static ProtobufCType s_pb_type(const char *kind)
+{
+    return strcmp(kind, "U64") == 0    ? PROTOBUF_C_TYPE_UINT64
+           : strcmp(kind, "U32") == 0  ? PROTOBUF_C_TYPE_UINT32
+           : strcmp(kind, "BOOL") == 0 ? PROTOBUF_C_TYPE_BOOL
+           : strcmp(kind, "RATE") == 0 ? PROTOBUF_C_TYPE_DOUBLE
+           : strcmp(kind, "TEXT") == 0 ? PROTOBUF_C_TYPE_STRING
+                                       : (ProtobufCType)-1;
+}
+
+/* Adding a field to QueueStats without a line in SL_QUEUE_STATS_FIELDS (or
+ * the other way round, or of another type) fails here. */
+static void test_client_wire__stats_list_is_queue_stats(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *field, *kind;
+    } list[] = {
+#define S_ENTRY(field, kind, size, merge, head, help) {#field, #kind},
+        SL_QUEUE_STATS_FIELDS(S_ENTRY)
+#undef S_ENTRY
+    };
+    const ProtobufCMessageDescriptor *d = &sluice__v1__queue_stats__descriptor;
+    size_t n = sizeof list / sizeof list[0];
+    for (size_t i = 0; i < d->n_fields || i < n; i++) {
+        if (i >= n)
+            fail_msg("QueueStats.%s is not in SL_QUEUE_STATS_FIELDS (sluice/stats.h)",
+                     d->fields[i].name);
+        if (i >= d->n_fields)
+            fail_msg("SL_QUEUE_STATS_FIELDS has %s, QueueStats does not", list[i].field);
+        if (strcmp(d->fields[i].name, list[i].field) != 0)
+            fail_msg("field %zu: QueueStats.%s, SL_QUEUE_STATS_FIELDS %s", i, d->fields[i].name,
+                     list[i].field);
+        if (d->fields[i].type != s_pb_type(list[i].kind) ||
+            d->fields[i].label == PROTOBUF_C_LABEL_REPEATED)
+            fail_msg("QueueStats.%s: SL_QUEUE_STATS_FIELDS says %s", list[i].field,
+                     list[i].kind);
+    }
+}
+
+/* A value for field i of QueueStats, set through its descriptor: all
+ * different, none zero. */
+static void s_pb_set(Sluice__V1__QueueStats *qs, const ProtobufCFieldDescriptor *f, size_t i,
+                     char (*text)[32])
+{
+    void *at = (char *)qs + f->offset;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_UINT64: *(uint64_t *)at = 1000 + i; break;
+    case PROTOBUF_C_TYPE_UINT32: *(uint32_t *)at = (uint32_t)(1000 + i); break;
+    case PROTOBUF_C_TYPE_BOOL: *(protobuf_c_boolean *)at = 1; break;
+    case PROTOBUF_C_TYPE_DOUBLE: *(double *)at = (double)i + 0.5; break;
+    case PROTOBUF_C_TYPE_STRING:
+        snprintf(text[i], sizeof text[i], "v-%s", f->name);
+        *(char **)at = text[i];
+        break;
+    default: fail_msg("QueueStats.%s: a type this test does not know", f->name);
+    }
+}
+
+typedef struct {
+    sl_queue_stats_t st;
+    int rc;
+} s_stats_call_t;
+
+static void *s_stats_one(void *arg)
+{
+    s_stats_call_t *call = arg;
+    sl_queue_stats_t *qs = NULL;
+    size_t n = 0;
+    call->rc = sl_client_stats(s_client, "q", &qs, &n, sl_deadline_ms(tc_patience_ms()));
+    if (call->rc == SL_OK && n == 1)
+        call->st = qs[0];
+    free(qs);
+    return NULL;
+}
+
+/* The index of QueueStats' field name; what s_pb_set put in it, checked
+ * by the field's kind (sluice/stats.h). */
+static size_t s_index(const char *name)
+{
+    const ProtobufCMessageDescriptor *d = &sluice__v1__queue_stats__descriptor;
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, name);
+    assert_non_null(f);
+    return (size_t)(f - d->fields);
+}
+
+static void s_check_U64(const char *field, uint64_t v, size_t i)
+{
+    if (v != 1000 + i)
+        fail_msg("%s: %" PRIu64 ", not %zu", field, v, 1000 + i);
+}
+
+static void s_check_U32(const char *field, uint32_t v, size_t i)
+{
+    s_check_U64(field, v, i);
+}
+
+static void s_check_BOOL(const char *field, bool v, size_t i)
+{
+    (void)i;
+    if (!v)
+        fail_msg("%s: not copied", field);
+}
+
+static void s_check_RATE(const char *field, double v, size_t i)
+{
+    if (v != (double)i + 0.5)
+        fail_msg("%s: %f, not %f", field, v, (double)i + 0.5);
+}
+
+static void s_check_TEXT(const char *field, const char *v, size_t i)
+{
+    (void)i;
+    char want[40];
+    snprintf(want, sizeof want, "v-%s", field);
+    if (strcmp(v, want) != 0)
+        fail_msg("%s: '%s', not '%s'", field, v, want);
+}
+
+/* Every field a node sends reaches the caller, each into its own field. */
+static void test_client_wire__every_stats_field_reaches_the_caller(void **state)
+{
+    (void)state;
+    s_setup_pair();
+    const ProtobufCMessageDescriptor *d = &sluice__v1__queue_stats__descriptor;
+    Sluice__V1__QueueStats qs = SLUICE__V1__QUEUE_STATS__INIT, *qp = &qs;
+    char text[64][32];
+    assert_true(d->n_fields <= 64);
+    for (size_t i = 0; i < d->n_fields; i++)
+        s_pb_set(&qs, &d->fields[i], i, text);
+
+    s_stats_call_t call = {.rc = 1};
+    pthread_t th = sl_test_thread(s_stats_one, &call);
+    size_t at = 0;
+    const Sluice__V1__Envelope *e = tpeer_wait(s_node, &at, SLUICE__V1__ENVELOPE__BODY_ADMIN, "");
+    Sluice__V1__AdminReply ar = SLUICE__V1__ADMIN_REPLY__INIT;
+    ar.node_id = "peer";
+    ar.queues = &qp;
+    ar.n_queues = 1;
+    Sluice__V1__Envelope out = SLUICE__V1__ENVELOPE__INIT;
+    out.corr = e->corr;
+    out.body_case = SLUICE__V1__ENVELOPE__BODY_ADMIN_REPLY;
+    out.admin_reply = &ar;
+    tpeer_send(s_node, &out);
+    sl_test_join(th);
+    SL_ASSERT_OK(call.rc);
+
+    const sl_queue_stats_t *st = &call.st;
+#define S_CHECK(field, kind, size, merge, head, help) \
+    s_check_##kind(#field, st->field, s_index(#field));
+    SL_QUEUE_STATS_FIELDS(S_CHECK)
+#undef S_CHECK
+}
+
+/* Adding a code to Error.Code without a line in SL_CODES fails here. */
+static void test_client_wire__codes_list_is_error_code(void **state)
+{
+    (void)state;
+    const ProtobufCEnumDescriptor *d = &sluice__v1__error__code__descriptor;
+    for (unsigned i = 0; i < d->n_values; i++) {
+        const char *want = d->values[i].value == 0 ? "NONE" : d->values[i].name;
+        if (strcmp(sl_code_name(d->values[i].value), want) != 0)
+            fail_msg("Error.Code %s (%d): sl_code_name says %s", d->values[i].name,
+                     d->values[i].value, sl_code_name(d->values[i].value));
+    }
+    assert_string_equal(sl_code_name(SL_CODE_DRAINING), "DRAINING");
+    assert_string_equal(sl_code_name(9999), "UNKNOWN");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +494,10 @@ int main(void)
             test_client_wire__unknown_kinds_and_subscribe_replies_are_ignored, s_teardown),
         cmocka_unit_test_teardown(test_client_wire__stats_follow_the_pages_to_the_last,
                                   s_teardown),
+        cmocka_unit_test(test_client_wire__stats_list_is_queue_stats),
+        cmocka_unit_test_teardown(test_client_wire__every_stats_field_reaches_the_caller,
+                                  s_teardown),
+        cmocka_unit_test(test_client_wire__codes_list_is_error_code),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 #include "sluice/error.h"
 #include "sluice/id.h"
 #include "sluice/name.h" /* SL_QUEUE_NAME_MAX, the queue name rule */
+#include "sluice/stats.h" /* SL_QUEUE_STATS_FIELDS: sl_queue_stats_t */
 
 #ifdef __cplusplus
 extern "C" {
@@ -169,23 +170,35 @@ typedef enum {
 
 /* Why a node refused something, as a code: its Error.Code (see
  * proto/sluice.proto), in sl_confirm_t.code and sl_admin_reply_t.node_code.
- * A node may send codes newer than this list. */
+ * A node may send codes newer than this list. One list, X(name, value,
+ * when), value for value Error.Code's, generates the enum and
+ * sl_code_name() (client_wire_test holds it to Error.Code). */
+#define SL_CODES(X)                                                              \
+    X(NONE, 0, "no code given (Error.Code UNKNOWN)")                             \
+    X(BAD_MESSAGE, 1, "undecodable, oversized or missing fields")                \
+    X(UNKNOWN_KIND, 2, "an envelope with no body the node knows")                \
+    X(BAD_QUEUE, 3, "invalid queue name, or no such queue")                      \
+    X(BAD_ID, 4, "job id not 16 bytes")                                          \
+    X(STALE_LEASE, 5, "lease unknown, expired or superseded")                    \
+    X(NOT_SUBSCRIBED, 6, "not subscribed to the queue")                          \
+    X(FULL, 7, "queue full (drop-new) or node at limit")                         \
+    X(PAUSED, 8, "reserved: never sent")                                         \
+    X(SHUTTING_DOWN, 9, "the node is shutting down")                             \
+    X(STALE_EPOCH, 10, "meant for another incarnation of the node")              \
+    X(DRAINING, 11, "queue draining: publishes refused")                         \
+    X(LIMIT, 12, "a node limit (max-queues, max-waiting, memory)")               \
+    X(OVERLOADED, 13, "the peer did not read its replies")
+
 typedef enum {
-    SL_CODE_NONE = 0,           /* no code given (Error.Code UNKNOWN)       */
-    SL_CODE_BAD_MESSAGE = 1,
-    SL_CODE_UNKNOWN_KIND = 2,
-    SL_CODE_BAD_QUEUE = 3,      /* invalid queue name, or no such queue     */
-    SL_CODE_BAD_ID = 4,
-    SL_CODE_STALE_LEASE = 5,
-    SL_CODE_NOT_SUBSCRIBED = 6,
-    SL_CODE_FULL = 7,           /* queue full (drop-new) or node at limit   */
-    SL_CODE_PAUSED = 8,
-    SL_CODE_SHUTTING_DOWN = 9,
-    SL_CODE_STALE_EPOCH = 10,   /* meant for another incarnation of the node */
-    SL_CODE_DRAINING = 11,      /* queue draining: publishes refused        */
-    SL_CODE_LIMIT = 12,         /* a node limit (max-queues, max-waiting)   */
-    SL_CODE_OVERLOADED = 13     /* the peer did not read its replies        */
+#define SL__CODE_ENUM(name, value, when) SL_CODE_##name = (value),
+    SL_CODES(SL__CODE_ENUM)
+#undef SL__CODE_ENUM
 } sl_code_t;
+
+/* The name of a code ("FULL" for SL_CODE_FULL, as in Error.Code but
+ * "NONE" for 0); "UNKNOWN" for a code newer than this list. Never NULL,
+ * static storage. */
+const char *sl_code_name(int code);
 
 typedef struct {
     uint8_t id[SL_ID_LEN];
@@ -369,27 +382,30 @@ int sl_client_unsubscribe(sl_client_t *self, const char *queue, int64_t deadline
 
 /* --- Administration -------------------------------------------------- */
 
+/* One queue's stats: QueueStats of docs/protocol.md, field for field, in
+ * its order. The fields and what each means: sluice/stats.h. */
 typedef struct {
-    char name[SL_QUEUE_NAME_MAX + 1];
-    uint64_t depth;               /* ready jobs                           */
-    uint64_t delayed;             /* waiting for not_before or backoff    */
-    uint64_t in_flight;           /* leased                               */
-    uint64_t dead;
-    uint64_t published, delivered, acked, failed, retried, dropped, expired;
-    uint64_t capacity;            /* max length                           */
-    uint32_t consumers;
-    bool paused;
-    char overflow[16];            /* block | drop-new | drop-oldest       */
-    double publish_rate;          /* jobs/s accepted, recent window       */
-    double ack_rate;              /* jobs/s acked, recent window          */
+    SL_QUEUE_STATS_FIELDS(SL_QUEUE_STATS_MEMBER)
 } sl_queue_stats_t;
 
+/* Admin.Op, value for value (4, CLUSTER, is sl_client_cluster's). */
 typedef enum {
     SL_ADMIN_STATS = 0,  /* every queue, or the one named                  */
     SL_ADMIN_PAUSE = 1,  /* stop delivering a queue (publishes accepted)    */
     SL_ADMIN_RESUME = 2, /* deliver again                                   */
-    SL_ADMIN_DRAIN = 3   /* refuse publishes, deliver what is left          */
+    SL_ADMIN_DRAIN = 3,  /* refuse publishes, deliver what is left          */
+    SL_ADMIN_POLICY = 5  /* set keys of the queue's policy (params->policy);
+                            makes the queue if need be                     */
 } sl_admin_op_t;
+
+/* What an op takes besides its queue: Admin's other fields. Zero (or a
+ * NULL params) means none. */
+typedef struct {
+    const char *policy;           /* POLICY: "key=value,..." (required),
+                                     keys as in docs/node.md "Queue
+                                     policies"; keys not named keep their
+                                     value                                */
+} sl_admin_params_t;
 
 typedef struct {
     sl_queue_stats_t *queues;     /* caller owns: sl_admin_reply_release  */
@@ -403,13 +419,20 @@ typedef struct {
     char node_text[256];          /* the node's explanation               */
 } sl_admin_reply_t;
 
-/* Send Admin{op, queue} and wait for the reply into *reply (zeroed first;
- * release it with sl_admin_reply_release whatever the result). queue may
- * be NULL (or "") only for SL_ADMIN_STATS, meaning every queue. Returns
- * SL_OK, or: SL_EINVAL (bad arguments: node_text says which), SL_ENOTFOUND
- * (the node has no such queue; queues exist once published to or
- * subscribed), SL_EPROTO or SL_ESTATE (the node refused: node_code and
- * node_text say why), SL_ETIMEDOUT, SL_ECLOSED, SL_ENOMEM. */
+/* Send Admin{op, queue, params} and wait for the reply into *reply
+ * (zeroed first; release it with sl_admin_reply_release whatever the
+ * result). queue may be NULL (or "") only for SL_ADMIN_STATS, meaning
+ * every queue. params may be NULL. Every op but STATS of every queue
+ * answers with the queue's stats as they are after it (queues[0]).
+ * Returns SL_OK, or: SL_EINVAL (bad arguments: node_text says which; for
+ * POLICY also a spec the node refused, node_text saying why),
+ * SL_ENOTFOUND (the node has no such queue; queues exist once published
+ * to or subscribed), SL_EPROTO or SL_ESTATE (the node refused: node_code
+ * and node_text say why), SL_ETIMEDOUT, SL_ECLOSED, SL_ENOMEM. */
+int sl_client_admin_ex(sl_client_t *self, sl_admin_op_t op, const char *queue,
+                       const sl_admin_params_t *params, sl_admin_reply_t *reply,
+                       int64_t deadline);
+/* sl_client_admin_ex without params. */
 int sl_client_admin(sl_client_t *self, sl_admin_op_t op, const char *queue,
                     sl_admin_reply_t *reply, int64_t deadline);
 void sl_admin_reply_release(sl_admin_reply_t *reply);
@@ -417,19 +440,27 @@ void sl_admin_reply_release(sl_admin_reply_t *reply);
 /* Shorthands. sl_client_stats: *stats_out gets an array of *n_out queues
  * (caller owns; free()). STATS of every queue (queue NULL) is asked for
  * in pages, followed to the last one within deadline, so any number of
- * queues is listed, in name order.
+ * queues is listed, in name order. sl_client_policy: set the keys of
+ * queue's policy that spec names ("max-attempts=8,overflow=drop-new");
+ * *stats_out (may be NULL) gets the queue's stats after it, `policy`
+ * showing every key in force.
  *
  * Cluster mode: sl_client_admin and the shorthands ask every node the
- * coordinator lists as alive. STATS sums each queue over the nodes
- * (capacity included; `paused` if paused on any); the other ops must
- * succeed on every node that has the queue (the first failure is
- * returned, node_text naming the node); SL_ENOTFOUND only when no node has
- * it. node_id and epoch are the coordinator's, peers the nodes asked. */
+ * coordinator lists as alive. STATS sums each queue over the nodes (the
+ * fields sluice/stats.h merges by SUM, capacity included; `paused` and
+ * `draining` if so on any; `overflow` and `policy` the first node's); the
+ * other ops must succeed on every node that has the queue (the first
+ * failure is returned, node_text naming the node); SL_ENOTFOUND only when
+ * no node has it. POLICY makes the queue on every live node (a node that
+ * joins later has its own --queues). node_id and epoch are the
+ * coordinator's, peers the nodes asked. */
 int sl_client_stats(sl_client_t *self, const char *queue, sl_queue_stats_t **stats_out,
                     size_t *n_out, int64_t deadline);
 int sl_client_pause(sl_client_t *self, const char *queue, int64_t deadline);
 int sl_client_resume(sl_client_t *self, const char *queue, int64_t deadline);
 int sl_client_drain(sl_client_t *self, const char *queue, int64_t deadline);
+int sl_client_policy(sl_client_t *self, const char *queue, const char *spec,
+                     sl_queue_stats_t *stats_out, int64_t deadline);
 
 /* --- The cluster, as the coordinator sees it ------------------------- */
 
