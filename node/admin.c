@@ -1,5 +1,6 @@
 /* admin.c -- Admin requests: STATS (one queue, or every queue in pages
- * sorted by name), PAUSE, RESUME, DRAIN, POLICY. Runs on the engine; every reply
+ * sorted by name), PAUSE, RESUME, DRAIN, POLICY, and the dead-job ops
+ * (deadletter.c). Runs on the engine; every reply
  * is built and freed within the call, and never exceeds max-frame. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,7 +97,7 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
     r.oom = n->oom + atomic_load_explicit(&n->io_oom, memory_order_relaxed);
     const char *name = a->queue ? a->queue : "";
     bool one = name[0] != '\0';
-    if (a->op > SLUICE__V1__ADMIN__OP__POLICY || a->op == SLUICE__V1__ADMIN__OP__CLUSTER) {
+    if (a->op > SLUICE__V1__ADMIN__OP__DEAD_PURGE || a->op == SLUICE__V1__ADMIN__OP__CLUSTER) {
         e.code = SLUICE__V1__ERROR__CODE__BAD_MESSAGE;
         e.text = "operation not served by a node";
         r.error = &e;
@@ -146,13 +147,19 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
             } else if (a->op == SLUICE__V1__ADMIN__OP__DRAIN) {
                 q->draining = true;
             }
+            sl__dead_scratch_t scratch = {0};
+            if (a->op >= SLUICE__V1__ADMIN__OP__DEAD_LIST)
+                sl__dead_admin(n, q, a, &r, &e, &scratch);
             if (a->op != SLUICE__V1__ADMIN__OP__STATS) {
-                sl__queue_wake(q);           /* resumed: deliveries may go */
-                sl__queue_idle_check(n, q);  /* a flag set or cleared */
+                sl__queue_wake(q);           /* resumed or requeued: deliveries may go */
+                sl__queue_idle_check(n, q);  /* a flag set or cleared, jobs gone */
             }
             s_fill(q, &st, policy);
             r.n_queues = 1;
             r.queues = &ptr;
+            s_reply(n, p, corr, &r);
+            sl__dead_release(&scratch);
+            return;
         }
         s_reply(n, p, corr, &r);
         return;

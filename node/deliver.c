@@ -391,9 +391,12 @@ int sl__queue_fail(sl__node_t *n, const Sluice__V1__Lease *l, bool retryable, co
     }
     if (retryable && j->attempt < j->max_attempts) {
         sl__job_move(n, j, SL__J_RETRY, SL__WHY_FAIL_RETRY, NULL);
-        if (sl__timer_arm(n, j, SL__T_RETRY, sl__mono_ms() + s_backoff(n, j->q->pol, j->attempt)) != SL_OK) {
+        int64_t delay = s_backoff(n, j->q->pol, j->attempt);
+        if (sl__timer_arm(n, j, SL__T_RETRY, sl__mono_ms() + delay) != SL_OK) {
             n->oom++; /* no timer: retry now rather than never */
             sl__job_move(n, j, SL__J_READY, SL__WHY_DUE, NULL);
+        } else {
+            sl__retain_retry(n, j, delay); /* with a store: kept there too */
         }
     } else {
         char why[SL__ERROR_MAX + 32];

@@ -368,6 +368,9 @@ static void s_handle(sl__node_t *n, sl__in_t *m)
     case SL__IN_CLUSTER:
         sl__member_reply(n, m->env);
         break;
+    case SL__IN_STORE:
+        sl__retain_done(n, m->ptr);
+        break;
     case SL__IN_CHECK:
         sl_offer(m->ptr, (void *)(intptr_t)sl__engine_check(n));
         break;
@@ -454,6 +457,8 @@ void *sl__engine_main(void *arg)
         int64_t next = n->last_heartbeat + n->o.heartbeat_ms;
         if (n->next_beat < next)
             next = n->next_beat;
+        if (n->store && n->next_take < next)
+            next = n->next_take;
         if (n->heap_n && n->heap[0].when < next)
             next = n->heap[0].when;
         if (n->expiry_head && n->expiry_head->lease_expires < next)
@@ -471,6 +476,7 @@ void *sl__engine_main(void *arg)
                 s_handle(n, v);
         }
         sl__timer_run(n);
+        sl__retain_tick(n, sl__mono_ms());
         more = sl__deliver_run(n, SL__DELIVER_BUDGET);
         if (sl__mono_ms() >= n->next_beat) {
             n->next_beat = sl__mono_ms() + n->o.heartbeat_ms / SL__BEAT_SLICES;

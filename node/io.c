@@ -83,6 +83,10 @@ void sl__in_free(sl__in_t *m)
     if (!m)
         return;
     sluice__v1__envelope__free_unpacked(m->env, NULL);
+    if (m->kind == SL__IN_STORE) {
+        sl_store_req_t *req = m->ptr;
+        sl_store_req_destroy(&req);
+    }
     if (m->kind == SL__IN_PUBLISH)
         for (size_t i = 0; i < m->n; i++)
             sl__job_free(m->jobs[i]);

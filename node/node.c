@@ -165,6 +165,9 @@ int sl_node_start(sl_node_t *self)
     n->endpoint = bound;
     if (pipe2(n->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         return SL_ESYS;
+    rc = sl__retain_start(n);
+    if (rc != SL_OK)
+        return rc;
     rc = sl__member_start(n);
     if (rc != SL_OK)
         return rc;
@@ -256,6 +259,9 @@ int sl_node_stop(sl_node_t *self, int64_t timeout_ms, sl_node_report_t *left)
     free(n->io_thread);
     n->io_thread = NULL;
     sl__member_stop(n);
+    /* The engine is gone: what the store completes now is dropped
+     * (stopping is 2), and nothing new is asked of it. */
+    sl__retain_stop(n);
     /* In-process handlers: no more jobs; wait (bounded) for them to return,
      * since they use the node's channels. */
     for (size_t i = 0; i < n->nregs; i++)
@@ -336,6 +342,7 @@ void sl_node_destroy(sl_node_t **self_p)
     *self_p = NULL;
     if (n->running)
         sl_node_stop((sl_node_t *)n, 0, NULL);
+    sl__retain_stop(n);              /* if start failed after making it */
     sl__member_destroy(&n->cluster); /* its socket goes before the context */
     if (n->router)
         zmq_close(n->router);

@@ -22,6 +22,7 @@
 #include "sluice/id.h"
 #include "sluice/chan.h"
 #include "sluice/node.h"
+#include "sluice/store.h"
 
 #define SL__LEVELS 10
 #define SL__RID_MAX 256 /* >= SL_WIRE_RID_MAX */
@@ -58,7 +59,9 @@ typedef enum {
                                given back (unsubscribe, peer gone)        */
     SL__WHY_TTL,            /* deadline passed -> DEAD "expired"          */
     SL__WHY_DROP,           /* drop-oldest -> gone                        */
-    SL__WHY_EVICT           /* DEAD beyond max-dead -> gone               */
+    SL__WHY_EVICT,          /* DEAD beyond max-dead -> gone               */
+    SL__WHY_STORED,         /* RETRY -> gone: the store holds the retry   */
+    SL__WHY_REQUEUE         /* DEAD -> READY by Admin, fresh attempt count */
 } sl__why_t;
 
 struct sl__job {
@@ -84,6 +87,10 @@ struct sl__job {
     bool in_expiry;             /* on the node's lease expiry list         */
     bool field0;                /* unknown field numbered 0: rejected      */
     bool ikey_nul;              /* idempotency key with a NUL: rejected    */
+    bool storing;               /* RETRY: its RETRY_PUT is in flight       */
+    uint32_t failures;          /* Fail verdicts so far                    */
+    int64_t dead_ms;            /* DEAD: wall ms it died                   */
+    uint32_t redeliveries;      /* leases lost without a verdict           */
     bool set_max_attempts;      /* the node filled in max_attempts ...     */
     bool set_created;           /* ... created_ms: appended on delivery    */
     /* Read from the bytes (the last value of a field given twice). */
@@ -182,7 +189,9 @@ struct sl__queue {
  * as SL__IN_PUBLISH / SL__IN_ACK; every other envelope as SL__IN_ENV. */
 enum { SL__IN_ENV = 1, SL__IN_BAD, SL__IN_LOCAL_ACK, SL__IN_LOCAL_FAIL, SL__IN_LOCAL_RETRY,
        SL__IN_REGISTER, SL__IN_WAKE, SL__IN_CLUSTER, SL__IN_PUBLISH, SL__IN_ACK,
-       SL__IN_CUT, SL__IN_CHECK };
+       SL__IN_CUT, SL__IN_CHECK, SL__IN_STORE };
+/* SL__IN_STORE: a store request completed (ptr: sl_store_req_t *, owned by
+ * the message; retain.c). */
 /* SL__IN_CHECK: run sl__engine_check, offer its result (intptr_t) to the
  * promise channel in ptr. */
 /* SL__IN_CUT: the socket thread cut peer rid off because it did not read
@@ -311,6 +320,10 @@ struct sl__node {
     sl__reg_t **regs;           /* in-process handlers, freed at destroy  */
     size_t nregs;
     sl__member_t *cluster;     /* coordinator link, member epoch (member.c) */
+    sl_store_t *store;          /* retries kept outside the node; NULL: none */
+    int64_t next_take;          /* monotonic ms: the next RETRY_TAKE slice  */
+    size_t take_cursor;         /* where it starts in n->queues             */
+    uint64_t store_retries_put, store_retries_taken, store_errors;
 };
 
 /* n->ids values: a done ring entry has bit 0 set. */
@@ -384,6 +397,35 @@ void sl__queue_idle_check(sl__node_t *n, sl__queue_t *q);
  * and tests (walks every list: O(jobs)). */
 int sl__queue_check(sl__queue_t *q);
 void sl__queue_free(sl__queue_t *q);
+
+/* Place a job taken back from the store (a retry come due), READY, as
+ * publish would have: indexed, its policy's defaults filled in. Takes j.
+ * SL_OK; SL_ESTATE if the node holds or recently acked that id (j freed);
+ * SL_EINVAL / SL_ELIMIT / SL_ENOMEM as sl__queue_get (j freed). */
+int sl__queue_adopt(sl__node_t *n, const char *queue, sl__job_t *j);
+
+/* deadletter.c: Admin DEAD_LIST, DEAD_SHOW, DEAD_REQUEUE, DEAD_PURGE on
+ * q's dead jobs, answered in r (e set and pointed to on a refusal). What r
+ * points to lives in *scratch until sl__dead_release. */
+typedef struct {
+    void *recs, *ptrs;
+    char *cursor;
+} sl__dead_scratch_t;
+void sl__dead_admin(sl__node_t *n, sl__queue_t *q, const Sluice__V1__Admin *a,
+                    Sluice__V1__AdminReply *r, Sluice__V1__Error *e, sl__dead_scratch_t *scratch);
+void sl__dead_release(sl__dead_scratch_t *scratch);
+
+/* retain.c: retries kept in the store (--redis) */
+int sl__retain_start(sl__node_t *n);
+void sl__retain_stop(sl__node_t *n);
+/* j just moved to RETRY with a local timer delay_ms away: schedule it in
+ * the store too. */
+void sl__retain_retry(sl__node_t *n, sl__job_t *j, int64_t delay_ms);
+/* j's retry timer came due: true if it must wait for its RETRY_PUT (the
+ * timer was armed again). */
+bool sl__retain_wait(sl__node_t *n, sl__job_t *j);
+void sl__retain_done(sl__node_t *n, sl_store_req_t *req);
+void sl__retain_tick(sl__node_t *n, int64_t now);
 
 /* deliver.c: delivery and leases */
 /* Deliver what the run list's queues can, within budget jobs; true if

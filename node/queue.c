@@ -203,13 +203,24 @@ void sl__job_move(sl__node_t *n, sl__job_t *j, int to, sl__why_t why, const char
     case SL__WHY_FAIL_RETRY:
         q->failed++;
         q->retried++;
+        j->failures++;
         break;
-    case SL__WHY_FAIL_DEAD: q->failed++; break;
+    case SL__WHY_LEASE_EXPIRED: j->redeliveries++; break;
+    case SL__WHY_FAIL_DEAD:
+        q->failed++;
+        j->failures++;
+        break;
     case SL__WHY_RETURN:
+        j->redeliveries++;
         if (j->attempt > 0)
             j->attempt--; /* no verdict: the delivery does not count */
         break;
     case SL__WHY_TTL: q->expired++; break;
+    case SL__WHY_REQUEUE:
+        j->attempt = 0; /* a fresh count; failures and last_error stay */
+        free(j->dead_reason);
+        j->dead_reason = NULL;
+        break;
     case SL__WHY_DROP: q->dropped++; break;
     default: break;
     }
@@ -236,6 +247,7 @@ void sl__job_move(sl__node_t *n, sl__job_t *j, int to, sl__why_t why, const char
         q->in_flight++; /* the caller links it to its holder */
         break;
     case SL__J_DEAD:
+        j->dead_ms = sl_wall_ms();
         free(j->dead_reason);
         j->dead_reason = strdup(reason ? reason : ""); /* NULL if out of memory */
         s_append(&q->dead_head, &q->dead_tail, j);
@@ -535,6 +547,49 @@ reject:
     sl__pub_settle(n, ctx, i, REJ, code, why, retry_after);
 }
 
+int sl__queue_adopt(sl__node_t *n, const char *queue, sl__job_t *j)
+{
+    int err = SL_OK;
+    sl__queue_t *q = j->id_len == 16 ? sl__queue_get(n, queue, true, &err) : NULL;
+    if (!q || sl__idmap_get(n->ids, j->id)) {
+        sl__job_free(j);
+        return q ? SL_ESTATE : (err ? err : SL_EINVAL);
+    }
+    char key[300];
+    int klen = sl__idem_key(queue, j->ikey, j->ikey_len, key, sizeof key);
+    int perr;
+    sl__idmap_put(n->ids, j, &perr);
+    if (perr != SL_OK || (klen > 0 && sl__map_put(n->keys, key, (size_t)klen, j) != SL_OK)) {
+        if (perr == SL_OK)
+            sl__idmap_del(n->ids, j->id);
+        sl__job_free(j);
+        n->oom++;
+        return SL_ENOMEM;
+    }
+    j->q = q;
+    if (j->max_attempts == 0) {
+        j->max_attempts = (uint32_t)q->pol->max_attempts;
+        j->set_max_attempts = true;
+    }
+    if (j->created_ms == 0) {
+        j->created_ms = sl_wall_ms();
+        j->set_created = true;
+    }
+    if (j->deadline_ms > 0) {
+        j->ttl_at = sl__mono_ms() + (j->deadline_ms - sl_wall_ms()) + 1;
+        if (j->ttl_at > sl__mono_ms())
+            sl__timer_arm(n, j, SL__T_TTL, j->ttl_at); /* no timer: checked at delivery */
+    }
+    /* Counted in `retried` where it failed; here it is simply due. A job
+     * whose deadline passed meanwhile is dead at once. (From state 0 a
+     * move counts `published`: this node stores it for the first time.) */
+    if (j->ttl_at && j->ttl_at <= sl__mono_ms())
+        sl__job_move(n, j, SL__J_DEAD, SL__WHY_TTL, "expired");
+    else
+        sl__job_move(n, j, SL__J_READY, SL__WHY_DUE, NULL);
+    return SL_OK;
+}
+
 /* --- timers ------------------------------------------------------------ */
 
 /* A job's deadline passed while the node held it. */
@@ -569,6 +624,8 @@ void sl__queue_timer(sl__node_t *n, sl__tmr_t *t)
     case SL__T_RETRY:
         if (j->state != SL__J_DELAYED && j->state != SL__J_RETRY)
             return;
+        if (j->state == SL__J_RETRY && sl__retain_wait(n, j))
+            return; /* its copy is being stored: never both */
         if (j->ttl_at && j->ttl_at <= sl__mono_ms())
             sl__job_move(n, j, SL__J_DEAD, SL__WHY_TTL, "expired");
         else

@@ -304,6 +304,8 @@ static pid_t s_daemon(char *const argv[], char *ep)
 
 #define S_MAX_NODES 8
 
+static const char *s_redis; /* --redis URL for every node; NULL: none */
+
 static int s_run(const char *self, const char *node_bin, const char *coord_bin, uint64_t count,
                  uint64_t rate, int nnodes)
 {
@@ -325,9 +327,14 @@ static int s_run(const char *self, const char *node_bin, const char *coord_bin, 
         char *nargv[20] = {(char *)node_bin, "--endpoint", "tcp://127.0.0.1:0", "--lease", "5s",
                            "--backoff-base", "20ms", "--backoff-max", "500ms", "--log-level",
                            "warn", "--node-id", id};
+        int k = 13;
         if (nnodes > 1) {
-            nargv[13] = "--coordinator";
-            nargv[14] = coord_ep;
+            nargv[k++] = "--coordinator";
+            nargv[k++] = coord_ep;
+        }
+        if (s_redis) { /* retries kept in Redis: they outlive a node */
+            nargv[k++] = "--redis";
+            nargv[k++] = (char *)s_redis;
         }
         if ((nodes[i] = s_daemon(nargv, node_ep[i])) < 0) {
             for (int k = 0; k < i; k++)
@@ -470,7 +477,7 @@ static void s_usage(void)
 {
     fprintf(stderr,
             "usage: payments run [--count N] [--rate PER_SEC] [--nodes N] [--node PATH]\n"
-            "                    [--coordinator-bin PATH]\n"
+            "                    [--coordinator-bin PATH] [--redis URL]\n"
             "       payments worker --stage validate|process|notify\n"
             "                       (--endpoint EP | --coordinator EP)\n");
 }
@@ -506,6 +513,8 @@ int main(int argc, char **argv)
             coord_bin = v;
         else if (!strcmp(a, "--nodes"))
             nnodes = atoi(v);
+        else if (!strcmp(a, "--redis"))
+            s_redis = v[0] ? v : NULL;
         else if (!strcmp(a, "--fail-permille"))
             s_fail_permille = (uint32_t)strtoul(v, NULL, 10);
         else {

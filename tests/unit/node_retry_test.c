@@ -62,7 +62,7 @@ static void test_node_retry__backoff_attempts_then_dead(void **state)
         assert_int_equal(node_peer_deliveries(p, &next, 1, 20 * BACKOFF_BASE), 1);
         double waited = (double)(next.at - t0) / 1e6;
         double max = (double)BACKOFF_BASE * (1 << (attempt - 1));
-        if (waited > max + (sl_test_sanitized() ? 400 : 100))
+        if (waited > max + (sl_test_sanitized() ? 600 : 300))
             fail_msg("attempt %u retried after %.1f ms, backoff at most %.0f ms", attempt + 1,
                      waited, max);
         assert_int_equal(next.id, 1);
@@ -113,7 +113,7 @@ static void test_node_retry__full_jitter(void **state)
     int early = 0;
     for (int i = 0; i < N; i++) {
         double waited = (double)(next[i].at - failed_at[next[i].id]) / 1e6;
-        if (waited > BACKOFF_BASE + (sl_test_sanitized() ? 400 : 100))
+        if (waited > BACKOFF_BASE + (sl_test_sanitized() ? 600 : 300))
             fail_msg("job %u retried after %.1f ms, backoff-base %d", (unsigned)next[i].id,
                      waited, BACKOFF_BASE);
         if (waited < BACKOFF_BASE / 2)
@@ -241,16 +241,19 @@ static void test_node_retry__ready_job_expires_without_consumer(void **state)
                     200 + node_test_patience());
 }
 
-/* Expiry in RETRY-WAIT: the backoff outlasts the deadline. */
+/* Expiry while waiting to be retried: the deadline passes in RETRY-WAIT
+ * (or, full jitter having drawn a short backoff, while READY again with
+ * nobody to take it): dead "expired", never delivered again. */
 static void test_node_retry__expires_during_backoff(void **state)
 {
-    node_peer_t *p = s_start(1000); /* first retry after 500..1000 ms */
+    node_peer_t *p = s_start(1000); /* first retry within 0..1000 ms */
     node_job_t j = {.id = 1, .deadline_ms = node_wall_ms() + 300};
     node_peer_publish_ok(p, &j, 1, NULL, node_test_patience());
     SL_ASSERT_OK(node_peer_subscribe(p, "q", 10));
     node_dlv_t d;
     assert_int_equal(node_peer_deliveries(p, &d, 1, node_test_patience()), 1);
     node_peer_fail(p, &d, true, "try later");
+    SL_ASSERT_OK(node_peer_unsubscribe(p, "q"));
     Sluice__V1__QueueStats st;
     NODE_WAIT_STATS(p, "q", st, st.expired == 1, 1000 + node_test_patience());
     assert_int_equal(st.dead, 1);

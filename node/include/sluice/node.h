@@ -108,6 +108,10 @@ typedef void (*sl_node_cluster_fn)(const sl_node_cluster_info_t *info, void *arg
     X("queues", queues, const char *, STRING, "", , 0, 0, "SLUICE_QUEUES",                       \
       "per-queue policies: NAME:key=value,...;NAME:... (keys: overflow, max-length, "            \
       "max-attempts, backoff-base, backoff-max, max-dead)")                                      \
+    /* retries kept in Redis, so they outlive the node (docs/redis.md) */                        \
+    X("redis", redis, const char *, STRING, "", , 0, 0, "SLUICE_REDIS",                          \
+      "redis url where retries are kept: redis://[:password@]host:port[/db] or unix:///path "    \
+      "(empty: in the node's memory)")                                                           \
     /* a publish or subscribe naming a new queue beyond it is refused (LIMIT) */                 \
     X("max-queues", max_queues, uint64_t, INT, 100000, , 1, 100000000, "SLUICE_MAX_QUEUES",      \
       "queues held at once; a new queue beyond it is refused")                                   \
