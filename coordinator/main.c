@@ -49,7 +49,7 @@ static sl_conf_opt_t s_opts[] = {
      .values = s_levels, .store = &o_level},
     {"log-json", SL_CONF_BOOL, "false", "SLUICE_LOG_JSON", "log as JSON lines",
      .store = &o_log_json},
-    {NULL},
+    {0},
 };
 
 /* Bad messages are logged at most once a second, with how many were not. */
