@@ -11,12 +11,12 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -319,6 +319,27 @@ static bool s_reap(pid_t pid, int timeout_ms)
     }
 }
 
+/* The full path of bin (searched on the PATH unless it has a '/'). */
+static bool s_which(const char *bin, char *out, size_t cap)
+{
+    if (strchr(bin, '/')) {
+        snprintf(out, cap, "%s", bin);
+        return access(out, X_OK) == 0;
+    }
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    while (*path) {
+        const char *colon = strchr(path, ':');
+        size_t n = colon ? (size_t)(colon - path) : strlen(path);
+        snprintf(out, cap, "%.*s/%s", (int)n, path, bin);
+        if (n && access(out, X_OK) == 0)
+            return true;
+        path += n + (colon ? 1 : 0);
+    }
+    return false;
+}
+
 static int s_spawn(sl_redis_server_t *rs)
 {
     char port[16], dir[160], log[200];
@@ -368,19 +389,35 @@ static int s_spawn(sl_redis_server_t *rs)
     }
     argv[k] = NULL;
 
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    int rc = posix_spawnp(&rs->pid, bin, &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-        fprintf(stderr, "redis_server: cannot start %s: %s (scripts/deps installs it)\n", bin,
-                strerror(rc));
-        rs->pid = 0;
+    char path[512];
+    if (!s_which(bin, path, sizeof path)) {
+        fprintf(stderr, "redis_server: no %s on the PATH (scripts/deps installs it)\n", bin);
         return -1;
     }
+    /* fork + exec rather than posix_spawn, for PR_SET_PDEATHSIG: a test
+     * killed outright (a ctest timeout) runs no atexit handler, and its
+     * servers must not outlive it. Between fork and exec only
+     * async-signal-safe calls. */
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "redis_server: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+            dup2(nul, 2);
+        }
+        execve(path, (char *const *)argv, environ);
+        _exit(127);
+    }
+    rs->pid = pid;
     s_live_set(rs, true);
 
     /* Up when it answers PING; gone if it exited (port taken). */

@@ -7,7 +7,8 @@
  *
  * The binary is $SLUICE_REDIS_SERVER, else redis-server on the PATH
  * (scripts/deps installs it). Servers still running at exit are killed and
- * their directories removed. */
+ * their directories removed; a server also dies with the thread that
+ * started it (PR_SET_PDEATHSIG), so a test killed outright leaves none. */
 #ifndef SLUICE_REDIS_SERVER_H
 #define SLUICE_REDIS_SERVER_H
 
