@@ -692,6 +692,10 @@ int sl_client_touch(sl_client_t *self, sl_delivery_t *pub, uint32_t extend_ms, i
 _Static_assert((int)SL_ADMIN_PAUSE == (int)SLUICE__V1__ADMIN__OP__PAUSE &&
                    (int)SL_ADMIN_DRAIN == (int)SLUICE__V1__ADMIN__OP__DRAIN &&
                    (int)SL_ADMIN_POLICY == (int)SLUICE__V1__ADMIN__OP__POLICY &&
+                   (int)SL_ADMIN_DEAD_LIST == (int)SLUICE__V1__ADMIN__OP__DEAD_LIST &&
+                   (int)SL_ADMIN_DEAD_SHOW == (int)SLUICE__V1__ADMIN__OP__DEAD_SHOW &&
+                   (int)SL_ADMIN_DEAD_REQUEUE == (int)SLUICE__V1__ADMIN__OP__DEAD_REQUEUE &&
+                   (int)SL_ADMIN_DEAD_PURGE == (int)SLUICE__V1__ADMIN__OP__DEAD_PURGE &&
                    SL__ADMIN_CLUSTER == (int)SLUICE__V1__ADMIN__OP__CLUSTER,
                "sl_admin_op_t must follow Admin.Op in proto/sluice.proto");
 
@@ -708,13 +712,16 @@ int sl_client_admin_ex(sl_client_t *self, sl_admin_op_t op, const char *queue,
         snprintf(reply->node_text, sizeof reply->node_text, "POLICY needs a policy spec");
         return SL_EINVAL;
     }
-    int rc = self->cluster ? sl__cluster_admin(self, op, queue, params, reply, deadline)
-                           : sl__client_admin(self, (int)op, queue, params, reply, NULL, deadline);
+    int rc = sl__dead_check((int)op, params, self->cluster != NULL, reply);
+    if (rc != SL_OK)
+        return rc;
+    rc = self->cluster ? sl__cluster_admin(self, op, queue, params, reply, deadline)
+                       : sl__client_admin(self, (int)op, queue, params, reply, NULL, deadline);
     /* The node refuses a bad spec as a bad message: to the caller, it is a
      * bad argument. */
     if (op == SL_ADMIN_POLICY && rc == SL_EPROTO && reply->node_code == SL_CODE_BAD_MESSAGE)
         rc = SL_EINVAL;
-    return rc;
+    return sl__dead_status((int)op, params, rc, reply);
 }
 
 int sl_client_admin(sl_client_t *self, sl_admin_op_t op, const char *queue,
@@ -752,6 +759,18 @@ static sl__reply_t *s_admin_once(sl_client_t *self, int op, const char *queue,
     if (op == SL_ADMIN_STATS && !queue) { /* paged */
         a.after = (char *)after;
         a.limit = s_stats_page(self);
+    }
+    if (op == SL_ADMIN_DEAD_LIST && params) { /* paged by the caller */
+        a.after = (char *)(params->after ? params->after : "");
+        a.limit = params->limit;
+    }
+    if (params && params->dead.id) {
+        a.id.data = (uint8_t *)params->dead.id;
+        a.id.len = SL_ID_LEN;
+    }
+    if (params) {
+        a.all = params->dead.all;
+        a.older_than_ms = params->dead.older_than_ms;
     }
     Sluice__V1__Envelope env = SLUICE__V1__ENVELOPE__INIT;
     env.body_case = SLUICE__V1__ENVELOPE__BODY_ADMIN;
@@ -810,12 +829,16 @@ int sl__client_admin(sl_client_t *self, int op, const char *queue,
         bool more = paged && rc == SL_OK && rep->next[0] && strcmp(rep->next, after) > 0;
         if (more)
             memcpy(after, rep->next, sizeof after);
+        if (op == SL_ADMIN_DEAD_LIST) /* the caller follows this one */
+            snprintf(page.next, sizeof page.next, "%s", rep->next);
         free(rep);
         sl_queue_stats_t *qs = reply->queues;
         size_t nq = reply->n_queues;
-        *reply = page;
+        *reply = page; /* dead jobs move too (DEAD_*: never paged here) */
         reply->queues = qs;
         reply->n_queues = nq;
+        page.dead = NULL;
+        page.n_dead = 0;
         int arc = s_stats_append(reply, &page);
         if (arc != SL_OK) {
             sl_admin_reply_release(&page);
@@ -835,6 +858,8 @@ void sl_admin_reply_release(sl_admin_reply_t *reply)
     free(reply->queues);
     reply->queues = NULL;
     reply->n_queues = 0;
+    sl_dead_jobs_destroy(&reply->dead, reply->n_dead);
+    reply->n_dead = 0;
 }
 
 int sl_client_stats(sl_client_t *self, const char *queue, sl_queue_stats_t **stats_out,

@@ -388,5 +388,31 @@ int sl__cluster_admin(sl_client_t *c, sl_admin_op_t op, const char *queue,
                       const sl_admin_params_t *params, sl_admin_reply_t *reply,
                       int64_t deadline);
 sl_client_t *sl__cluster_coordinator(sl_client_t *c);
+/* Admin op on node n of a cluster view, over a short-lived connection,
+ * into *one (zeroed first; caller releases). Returns as sl__client_admin. */
+int sl__cluster_node_admin(sl_client_t *c, const sl_cluster_node_t *n, sl_admin_op_t op,
+                           const char *queue, const sl_admin_params_t *params,
+                           sl_admin_reply_t *one, int64_t deadline);
+
+/* dead.c: the dead jobs of JobRecords recs[0..n-1] into *out (an array
+ * of *n_out, caller owns: sl_dead_jobs_destroy): SL_OK, SL_EPROTO (a
+ * record that is not one), SL_ENOMEM. */
+int sl__dead_jobs_from_pb(sl_dead_job_t **out, size_t *n_out, Sluice__V1__JobRecord **recs,
+                          size_t n);
+/* Move from's dead jobs to the end of into's (from has none after). */
+int sl__dead_append(sl_admin_reply_t *into, sl_admin_reply_t *from);
+/* A dead-job op's params checked before anything is sent (cluster: the
+ * client is a cluster client): SL_OK, or SL_EINVAL with reply->node_text
+ * saying why. Other ops: SL_OK. */
+int sl__dead_check(int op, const sl_admin_params_t *params, bool cluster,
+                   sl_admin_reply_t *reply);
+/* The status a dead-job op returns for the node's answer rc: BAD_ID is
+ * SL_ENOTFOUND, a stale DEAD_LIST cursor SL_ESTATE. Other ops: rc. */
+int sl__dead_status(int op, const sl_admin_params_t *params, int rc,
+                    const sl_admin_reply_t *reply);
+/* DEAD_LIST in cluster mode: one node's page under a cursor that names
+ * the node. */
+int sl__cluster_dead_list(sl_client_t *c, const char *queue, const sl_admin_params_t *params,
+                          sl_admin_reply_t *reply, int64_t deadline);
 
 #endif

@@ -573,11 +573,26 @@ static void s_stats_merge(sl_admin_reply_t *into, const sl_admin_reply_t *from)
     }
 }
 
+int sl__cluster_node_admin(sl_client_t *c, const sl_cluster_node_t *n, sl_admin_op_t op,
+                           const char *queue, const sl_admin_params_t *params,
+                           sl_admin_reply_t *one, int64_t deadline)
+{
+    memset(one, 0, sizeof *one);
+    sl_client_opts_t o = c->cluster->node_opts;
+    o.endpoint = n->endpoint;
+    o.linger_ms = -1;
+    int err = SL_OK;
+    sl_client_t *nc = sl__client_new_inner(&o, c, NULL, NULL, &err);
+    if (nc)
+        err = sl__client_admin(nc, (int)op, queue, params, one, NULL, deadline);
+    sl_client_destroy(&nc);
+    return err;
+}
+
 int sl__cluster_admin(sl_client_t *c, sl_admin_op_t op, const char *queue,
                       const sl_admin_params_t *params, sl_admin_reply_t *reply,
                       int64_t deadline)
 {
-    sl__cluster_t *cl = c->cluster;
     if (queue && !*queue && op == SL_ADMIN_STATS)
         queue = NULL;
     if ((queue || op != SL_ADMIN_STATS) && sl_queue_name_check(queue) != SL_OK) {
@@ -587,6 +602,12 @@ int sl__cluster_admin(sl_client_t *c, sl_admin_op_t op, const char *queue,
     }
     if (atomic_load(&c->closed))
         return SL_ECLOSED;
+    if (op == SL_ADMIN_DEAD_LIST) /* a walk over the nodes, not a sum */
+        return sl__cluster_dead_list(c, queue, params, reply, deadline);
+    /* A dead job lives on one node: the others answer BAD_ID. */
+    bool by_id = (op == SL_ADMIN_DEAD_SHOW || op == SL_ADMIN_DEAD_REQUEUE ||
+                  op == SL_ADMIN_DEAD_PURGE) &&
+                 params && params->dead.id;
     sl_cluster_view_t view;
     int rc = sl_client_cluster(c, &view, deadline);
     if (rc != SL_OK) {
@@ -595,26 +616,24 @@ int sl__cluster_admin(sl_client_t *c, sl_admin_op_t op, const char *queue,
     }
     snprintf(reply->node_id, sizeof reply->node_id, "%s", view.coordinator_id);
     reply->epoch = view.epoch;
-    int found = 0, first_err = SL_OK;
+    int found = 0, held = 0, first_err = SL_OK;
     for (size_t i = 0; i < view.n_nodes; i++) {
         const sl_cluster_node_t *n = &view.nodes[i];
         if (!n->alive)
             continue;
-        sl_client_opts_t o = cl->node_opts;
-        o.endpoint = n->endpoint;
-        o.linger_ms = -1;
-        int err = SL_OK;
-        sl_client_t *nc = sl__client_new_inner(&o, c, NULL, NULL, &err);
         sl_admin_reply_t one;
-        memset(&one, 0, sizeof one);
-        if (nc)
-            err = sl__client_admin(nc, (int)op, queue, params, &one, NULL, deadline);
-        sl_client_destroy(&nc);
+        int err = sl__cluster_node_admin(c, n, op, queue, params, &one, deadline);
         reply->peers++;
         if (err == SL_OK) {
             found++;
+            held++;
             s_stats_merge(reply, &one);
             reply->bad_messages += one.bad_messages;
+            reply->affected += one.affected;
+            if (sl__dead_append(reply, &one) != SL_OK && first_err == SL_OK)
+                first_err = SL_ENOMEM;
+        } else if (by_id && one.node_code == SL_CODE_BAD_ID) {
+            found++; /* the queue is there, the job is not */
         } else if (err != SL_ENOTFOUND && first_err == SL_OK) {
             first_err = err;
             reply->node_code = one.node_code;
@@ -630,5 +649,10 @@ int sl__cluster_admin(sl_client_t *c, sl_admin_op_t op, const char *queue,
      * is the answer only when no node has it. */
     if (found == 0 && queue)
         return SL_ENOTFOUND;
+    if (by_id && held == 0) {
+        reply->node_code = SL_CODE_BAD_ID;
+        snprintf(reply->node_text, sizeof reply->node_text, "no such dead job on any node");
+        return SL_ENOTFOUND;
+    }
     return SL_OK;
 }

@@ -633,6 +633,9 @@ static void s_on_admin_reply(sl_client_t *c, uint64_t corr, Sluice__V1__AdminRep
                 sl__queue_stats_from_pb(&a->queues[i], ar->queues[i]);
         }
     }
+    a->affected = ar->affected;
+    if (ar->n_dead > 0 && rep->status == SL_OK)
+        rep->status = sl__dead_jobs_from_pb(&a->dead, &a->n_dead, ar->dead, ar->n_dead);
     if (ar->cluster && rep->status == SL_OK)
         sl__cluster_view_from_pb(&rep->view, ar->cluster, &rep->status);
     sl__req_complete_reply(r, rep);

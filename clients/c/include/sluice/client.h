@@ -394,9 +394,23 @@ typedef enum {
     SL_ADMIN_PAUSE = 1,  /* stop delivering a queue (publishes accepted)    */
     SL_ADMIN_RESUME = 2, /* deliver again                                   */
     SL_ADMIN_DRAIN = 3,  /* refuse publishes, deliver what is left          */
-    SL_ADMIN_POLICY = 5  /* set keys of the queue's policy (params->policy);
+    SL_ADMIN_POLICY = 5, /* set keys of the queue's policy (params->policy);
                             makes the queue if need be                     */
+    SL_ADMIN_DEAD_LIST = 6,    /* a page of the queue's dead jobs, oldest
+                                  first (params->after, params->limit)     */
+    SL_ADMIN_DEAD_SHOW = 7,    /* one dead job (params->dead.id)           */
+    SL_ADMIN_DEAD_REQUEUE = 8, /* dead jobs (params->dead) READY again with
+                                  a fresh attempt count                    */
+    SL_ADMIN_DEAD_PURGE = 9    /* dead jobs (params->dead) dropped         */
 } sl_admin_op_t;
+
+/* Which dead jobs DEAD_REQUEUE and DEAD_PURGE act on: exactly one of the
+ * three (DEAD_SHOW: id). Everything is borrowed for the call. */
+typedef struct {
+    const uint8_t *id;            /* SL_ID_LEN bytes: that job; NULL: none */
+    bool all;                     /* every dead job of the queue          */
+    int64_t older_than_ms;        /* > 0: those dead longer than this     */
+} sl_dead_sel_t;
 
 /* What an op takes besides its queue: Admin's other fields. Zero (or a
  * NULL params) means none. */
@@ -405,7 +419,49 @@ typedef struct {
                                      keys as in docs/node.md "Queue
                                      policies"; keys not named keep their
                                      value                                */
+    const char *after;            /* DEAD_LIST: the `next` of the page
+                                     before; NULL or "": from the oldest  */
+    uint32_t limit;               /* DEAD_LIST: at most this many jobs; 0:
+                                     as many as fit in the node's frame   */
+    sl_dead_sel_t dead;           /* DEAD_SHOW (id), DEAD_REQUEUE,
+                                     DEAD_PURGE                           */
 } sl_admin_params_t;
+
+/* A dead job's cursor (sl_admin_reply_t.next, sl_dead_page_t.next): 32
+ * hex digits, and in cluster mode '@' and a node id; with its NUL. */
+#define SL_DEAD_CURSOR_MAX 192
+
+/* A dead job: the node's JobRecord (docs/protocol.md, "Admin") with the
+ * Job it holds decoded. payload, last_error, reason, idempotency_key,
+ * breaker_key and headers point into one allocation that starts at
+ * payload: the job owns it, sl_dead_job_release frees it. */
+typedef struct {
+    uint8_t id[SL_ID_LEN];
+    char queue[SL_QUEUE_NAME_MAX + 1];
+    char node_id[128];            /* the node that holds it               */
+    void *payload;                /* payload_len bytes, then a NUL (not
+                                     counted: a text payload is a string) */
+    size_t payload_len;
+    uint32_t attempt;             /* deliveries                           */
+    uint32_t failures;            /* Fail verdicts                        */
+    uint32_t redeliveries;        /* leases lost without a verdict        */
+    const char *last_error;       /* "" = none                            */
+    const char *reason;           /* why it died: "failed: <error>",
+                                     "attempts exhausted: <error>", "lease
+                                     expired: attempts exhausted",
+                                     "expired"                            */
+    int64_t first_ms;             /* wall ms: the job's created_ms        */
+    int64_t last_ms;              /* wall ms: when it died                */
+    /* the job as it was published: */
+    uint32_t priority;
+    uint32_t max_attempts;        /* 0 = the queue's                      */
+    int64_t not_before_ms;        /* 0 = not delayed                      */
+    int64_t deadline_ms;          /* 0 = no TTL                           */
+    const char *idempotency_key;  /* "" = none                            */
+    const char *breaker_key;      /* "" = none                            */
+    const sl_header_t *headers;
+    size_t n_headers;
+} sl_dead_job_t;
 
 typedef struct {
     sl_queue_stats_t *queues;     /* caller owns: sl_admin_reply_release  */
@@ -417,6 +473,12 @@ typedef struct {
     int node_code;                /* the node's Error.code (sl_code_t);
                                      0 = none                             */
     char node_text[256];          /* the node's explanation               */
+    sl_dead_job_t *dead;          /* DEAD_LIST, DEAD_SHOW: caller owns:
+                                     sl_admin_reply_release               */
+    size_t n_dead;
+    uint64_t affected;            /* DEAD_REQUEUE, DEAD_PURGE: jobs moved */
+    char next[SL_DEAD_CURSOR_MAX];/* DEAD_LIST: params->after of the next
+                                     page; "" = this was the last         */
 } sl_admin_reply_t;
 
 /* Send Admin{op, queue, params} and wait for the reply into *reply
@@ -426,9 +488,12 @@ typedef struct {
  * answers with the queue's stats as they are after it (queues[0]).
  * Returns SL_OK, or: SL_EINVAL (bad arguments: node_text says which; for
  * POLICY also a spec the node refused, node_text saying why),
- * SL_ENOTFOUND (the node has no such queue; queues exist once published
- * to or subscribed), SL_EPROTO or SL_ESTATE (the node refused: node_code
- * and node_text say why), SL_ETIMEDOUT, SL_ECLOSED, SL_ENOMEM. */
+ * SL_ENOTFOUND (the node has no such queue -- queues exist once published
+ * to or subscribed -- or, node_code SL_CODE_BAD_ID, no dead job with
+ * params->dead.id), SL_ESTATE for DEAD_LIST whose `after` names a job no
+ * longer dead (requeued, purged or dropped for max-dead meanwhile: list
+ * again from the start), SL_EPROTO or SL_ESTATE (the node refused:
+ * node_code and node_text say why), SL_ETIMEDOUT, SL_ECLOSED, SL_ENOMEM. */
 int sl_client_admin_ex(sl_client_t *self, sl_admin_op_t op, const char *queue,
                        const sl_admin_params_t *params, sl_admin_reply_t *reply,
                        int64_t deadline);
@@ -453,7 +518,8 @@ void sl_admin_reply_release(sl_admin_reply_t *reply);
  * failure is returned, node_text naming the node); SL_ENOTFOUND only when
  * no node has it. POLICY makes the queue on every live node (a node that
  * joins later has its own --queues). node_id and epoch are the
- * coordinator's, peers the nodes asked. */
+ * coordinator's, peers the nodes asked. The dead-job ops: "Dead jobs"
+ * below. */
 int sl_client_stats(sl_client_t *self, const char *queue, sl_queue_stats_t **stats_out,
                     size_t *n_out, int64_t deadline);
 int sl_client_pause(sl_client_t *self, const char *queue, int64_t deadline);
@@ -461,6 +527,63 @@ int sl_client_resume(sl_client_t *self, const char *queue, int64_t deadline);
 int sl_client_drain(sl_client_t *self, const char *queue, int64_t deadline);
 int sl_client_policy(sl_client_t *self, const char *queue, const char *spec,
                      sl_queue_stats_t *stats_out, int64_t deadline);
+
+/* --- Dead jobs ------------------------------------------------------- */
+
+/* The dead jobs of a queue (jobs that failed for good, ran out of
+ * attempts or expired), through DEAD_LIST, DEAD_SHOW, DEAD_REQUEUE and
+ * DEAD_PURGE. Errors as sl_client_admin_ex's, in particular SL_ENOTFOUND
+ * for no such queue or (show, and requeue or purge by id) no such dead
+ * job, SL_EINVAL for a selection that is not exactly one of id, all and
+ * older_than_ms > 0.
+ *
+ * Cluster mode: a dead job lives on the node it died on, so each call
+ * asks every node the coordinator lists as alive. A list walks the nodes
+ * in node-id order, one node's jobs oldest first, then the next node's
+ * (the cursor names the node); show finds the job wherever it is;
+ * requeue and purge act on every node and add up `affected`. Each
+ * sl_dead_job_t names its node in node_id. */
+
+/* One page of queue's dead jobs, oldest first: at most limit of them (0:
+ * as many as fit in the node's frame) after the cursor `after` (NULL or
+ * "": from the oldest), into *page (zeroed first; release it with
+ * sl_dead_page_release whatever the result). A page may hold fewer jobs
+ * than asked for while more remain: follow page->next until it is "".
+ * SL_ESTATE: the job `after` names is dead no more; list from the start. */
+typedef struct {
+    sl_dead_job_t *jobs;          /* caller owns: sl_dead_page_release    */
+    size_t n;
+    char next[SL_DEAD_CURSOR_MAX];/* the next page's `after`; "" = the last */
+} sl_dead_page_t;
+int sl_client_dead_list(sl_client_t *self, const char *queue, const char *after, uint32_t limit,
+                        sl_dead_page_t *page, int64_t deadline);
+void sl_dead_page_release(sl_dead_page_t *page);
+
+/* Every dead job of queue, page after page within deadline, into
+ * *jobs_out (an array of *n_out, caller owns: sl_dead_jobs_destroy; NULL
+ * and 0 on error or when there are none). A page whose cursor went stale
+ * starts the walk again (at most 3 times, then SL_ESTATE). */
+int sl_client_dead_list_all(sl_client_t *self, const char *queue, sl_dead_job_t **jobs_out,
+                            size_t *n_out, int64_t deadline);
+
+/* The dead job id (SL_ID_LEN bytes) of queue into *job (zeroed first;
+ * caller owns it on SL_OK: sl_dead_job_release). */
+int sl_client_dead_show(sl_client_t *self, const char *queue, const uint8_t *id,
+                        sl_dead_job_t *job, int64_t deadline);
+
+/* The dead jobs sel chooses: requeued (READY again, same id, attempt
+ * count from 0, failures and last error kept; they go in even past the
+ * queue's max-length) or purged (dropped; their ids may be published
+ * again). *affected (may be NULL) gets how many. */
+int sl_client_dead_requeue(sl_client_t *self, const char *queue, const sl_dead_sel_t *sel,
+                           uint64_t *affected, int64_t deadline);
+int sl_client_dead_purge(sl_client_t *self, const char *queue, const sl_dead_sel_t *sel,
+                         uint64_t *affected, int64_t deadline);
+
+/* Free what a dead job points to and zero it; accepts NULL. */
+void sl_dead_job_release(sl_dead_job_t *job);
+/* Release n jobs and free their array; accepts NULL, sets *jobs_p NULL. */
+void sl_dead_jobs_destroy(sl_dead_job_t **jobs_p, size_t n);
 
 /* --- The cluster, as the coordinator sees it ------------------------- */
 
