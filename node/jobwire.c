@@ -38,6 +38,8 @@ long sl__jobwire_publish(const uint8_t *p, size_t len, const uint8_t **jobs, siz
     long n = 0;
     int rc;
     while ((rc = sl__pb_next(&r, &f)) > 0) {
+        if (f.num == 2 && f.wt != SL__PB_VARINT)
+            return -1; /* node_epoch of the wrong wire type: protobuf-c refuses it */
         if (f.num != 1)
             continue;
         if (f.wt != SL__PB_LEN)
@@ -83,6 +85,8 @@ long sl__jobwire_ack(const uint8_t *p, size_t len, sl__jobwire_lease_t *out)
     long n = 0;
     int rc;
     while ((rc = sl__pb_next(&r, &f)) > 0) {
+        if (f.num == 2 && f.wt != SL__PB_VARINT)
+            return -1; /* node_epoch of the wrong wire type: protobuf-c refuses it */
         if (f.num != 1)
             continue;
         if (f.wt != SL__PB_LEN)
