@@ -218,6 +218,24 @@ static void s_subscribe(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1_
     s_subscribe_reply(n, p, corr, q->name, true, c->credit, 0);
 }
 
+/* p's consumer of the queue a Credit or Unsubscribe names, or NULL after
+ * answering BAD_QUEUE (invalid name) or NOT_SUBSCRIBED. */
+static sl__consumer_t *s_subscribed(sl__node_t *n, sl__peer_t *p, uint64_t corr,
+                                    const char *queue)
+{
+    const char *name = queue ? queue : "";
+    if (!sl_queue_name_ok_str(name)) {
+        s_bad_queue(n, p, corr, name);
+        return NULL;
+    }
+    sl__queue_t *q = sl__queue_get(n, name, false, NULL);
+    sl__consumer_t *c = q ? sl__consumer_find(n, p, q) : NULL;
+    if (!c)
+        sl__send_error(n, p->rid, p->rid_len, corr, SLUICE__V1__ERROR__CODE__NOT_SUBSCRIBED,
+                       "not subscribed to '%.128s'", name);
+    return c;
+}
+
 static void s_handle_env(sl__node_t *n, sl__in_t *m)
 {
     Sluice__V1__Envelope *env = m->env;
@@ -247,39 +265,19 @@ static void s_handle_env(sl__node_t *n, sl__in_t *m)
         s_subscribe(n, p, env->corr, env->subscribe);
         break;
     case SLUICE__V1__ENVELOPE__BODY_CREDIT: {
-        Sluice__V1__Credit *cr = env->credit;
-        const char *name = cr->queue ? cr->queue : "";
-        if (!sl_queue_name_ok_str(name)) {
-            s_bad_queue(n, p, env->corr, name);
+        sl__consumer_t *c = s_subscribed(n, p, env->corr, env->credit->queue);
+        if (!c)
             break;
-        }
-        sl__queue_t *q = sl__queue_get(n, name, false, NULL);
-        sl__consumer_t *c = q ? sl__consumer_find(n, p, q) : NULL;
-        if (!c) {
-            sl__send_error(n, p->rid, p->rid_len, env->corr,
-                           SLUICE__V1__ERROR__CODE__NOT_SUBSCRIBED, "not subscribed to '%.128s'",
-                           name);
-            break;
-        }
-        uint64_t credit = (uint64_t)c->credit + cr->credit;
+        uint64_t credit = (uint64_t)c->credit + env->credit->credit;
         c->credit = credit > SL__CREDIT_MAX ? SL__CREDIT_MAX : (uint32_t)credit;
-        sl__queue_wake(q);
+        sl__queue_wake(c->q);
         break;
     }
     case SLUICE__V1__ENVELOPE__BODY_UNSUBSCRIBE: {
-        const char *name = env->unsubscribe->queue ? env->unsubscribe->queue : "";
-        if (!sl_queue_name_ok_str(name)) {
-            s_bad_queue(n, p, env->corr, name);
+        sl__consumer_t *c = s_subscribed(n, p, env->corr, env->unsubscribe->queue);
+        if (!c)
             break;
-        }
-        sl__queue_t *q = sl__queue_get(n, name, false, NULL);
-        sl__consumer_t *c = q ? sl__consumer_find(n, p, q) : NULL;
-        if (!c) {
-            sl__send_error(n, p->rid, p->rid_len, env->corr,
-                           SLUICE__V1__ERROR__CODE__NOT_SUBSCRIBED, "not subscribed to '%.128s'",
-                           name);
-            break;
-        }
+        sl__queue_t *q = c->q;
         uint32_t returned = sl__consumer_drop(n, c);
         s_subscribe_reply(n, p, env->corr, q->name, false, 0, returned);
         break;
