@@ -41,9 +41,16 @@ static void s_done(sl_store_req_t *req, void *arg)
     }
     m->kind = SL__IN_STORE;
     m->ptr = req;
-    /* While the node runs, wait for room (the engine always drains); once
-     * it is stopping, nobody may drain: hand it over only if there is room. */
-    int rc = atomic_load(&n->stopping) < 2 ? sl_put(n->inbound, m) : sl_offer(n->inbound, m);
+    /* While the node runs, wait for room (the engine drains), a second at
+     * a time so that a node that stops (its engine gone, nobody draining)
+     * is noticed; once it has stopped, hand over only what fits. A taken
+     * retry dropped here is lost with the stopping node, as are its other
+     * in-memory jobs. */
+    int rc;
+    do
+        rc = atomic_load(&n->stopping) < 2 ? sl_put_until(n->inbound, m, sl_now() + 1000000000)
+                                           : sl_offer(n->inbound, m);
+    while (rc == SL_ETIMEDOUT);
     if (rc != SL_OK)
         sl__in_free(m);
 }
