@@ -95,6 +95,15 @@ void sl__admin(sl__node_t *n, sl__peer_t *p, uint64_t corr, Sluice__V1__Admin *a
     r.replies_dropped =
         n->replies_dropped + atomic_load_explicit(&n->cut_discarded, memory_order_relaxed);
     r.oom = n->oom + atomic_load_explicit(&n->io_oom, memory_order_relaxed);
+    sl_store_status_t ss = {.connected = true};
+    if (n->store)
+        sl_store_status(n->store, &ss);
+    r.store = n->store ? "redis" : "memory";
+    r.store_up = ss.connected;
+    r.store_down_since_ms = ss.down_since_ms;
+    r.retries_stored = n->store_retries_put;
+    r.retries_taken = n->store_retries_taken;
+    r.store_errors = n->store_errors;
     const char *name = a->queue ? a->queue : "";
     bool one = name[0] != '\0';
     if (a->op > SLUICE__V1__ADMIN__OP__DEAD_PURGE || a->op == SLUICE__V1__ADMIN__OP__CLUSTER) {

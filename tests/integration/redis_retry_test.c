@@ -14,6 +14,7 @@
 #include "itest.h"
 #include "node_peer.h"
 #include "redis_server.h"
+#include "sluice/wire.h"
 
 static sl_redis_server_t s_redis;
 
@@ -70,6 +71,15 @@ static void test_redis_retry__outlives_a_sigkilled_node(void **state)
     Sluice__V1__QueueStats st;
     NODE_WAIT_STATS(p, "pay", st, st.acked == 1, 10000);
     assert_int_equal(s_retries("pay"), 0);
+    /* B says where it keeps retries, that Redis is up, and that it took
+     * one back. */
+    Sluice__V1__Envelope *r = node_peer_admin(p, SLUICE__V1__ADMIN__OP__STATS, "", 10000);
+    assert_non_null(r);
+    assert_string_equal(r->admin_reply->store, "redis");
+    assert_true(r->admin_reply->store_up);
+    assert_int_equal(r->admin_reply->retries_taken, 1);
+    assert_int_equal(r->admin_reply->store_down_since_ms, 0);
+    sl_wire_env_free(&r);
     node_peer_destroy(&p);
     t->passed = true;
 }
@@ -97,6 +107,14 @@ static void test_redis_retry__store_away_retry_runs_here(void **state)
     assert_int_equal(d.attempt, 2);
     assert_string_equal(d.last_error, "once");
     node_peer_ack(p, &d);
+    /* Stats say Redis is away, since when, and that the put failed. */
+    Sluice__V1__Envelope *r = node_peer_admin(p, SLUICE__V1__ADMIN__OP__STATS, "", 10000);
+    assert_non_null(r);
+    assert_false(r->admin_reply->store_up);
+    assert_true(r->admin_reply->store_down_since_ms > 0);
+    assert_true(r->admin_reply->store_errors >= 1);
+    assert_int_equal(r->admin_reply->retries_stored, 0);
+    sl_wire_env_free(&r);
     node_peer_destroy(&p);
     t->passed = true;
 }
