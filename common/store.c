@@ -112,11 +112,6 @@ int sl__store_req_reserve(sl_store_req_t *req, size_t n)
     return SL_OK;
 }
 
-void sl__store_id_hex(const uint8_t id[16], char out[33])
-{
-    sl_id_to_hex(id, out);
-}
-
 /* --- the record codec ---------------------------------------------------- */
 
 int sl__store_rec_encode(const sl_store_rec_t *rec, uint8_t **out, size_t *len)

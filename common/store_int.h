@@ -88,7 +88,5 @@ int sl__store_rec_decode(const uint8_t *buf, size_t len, sl_store_rec_t *out);
 /* Make room for n more records in req->recs. SL_OK, SL_ENOMEM. */
 int sl__store_req_reserve(sl_store_req_t *req, size_t n);
 
-/* The job id as 32 lowercase hex digits (the Redis member). */
-void sl__store_id_hex(const uint8_t id[16], char out[33]);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "store_lua.h"
+#include "sluice/id.h"
 #include "store_redis.h"
 
 const char *const sl__lua_body[SL__LUA_N] = {
@@ -70,11 +71,11 @@ static void s_i64(sl__rcmd_t *c, int64_t v)
     sl__rcmd_str(c, b);
 }
 
+/* The job id as 32 lowercase hex digits: the Redis member. */
 static void s_hex(sl__rcmd_t *c, const uint8_t id[16])
 {
-    char hex[33];
-    sl__store_id_hex(id, hex);
-    sl__rcmd_str(c, hex);
+    char hex[SL_ID_HEX_LEN + 1];
+    sl__rcmd_str(c, sl_id_to_hex(id, hex));
 }
 
 /* The queue's key: PREFIX:{q:QUEUE}:SUFFIX. Every key of a queue has the

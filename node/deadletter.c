@@ -15,30 +15,7 @@
 #include <string.h>
 
 #include "node_int.h"
-
-static void s_hex(const uint8_t id[16], char out[33])
-{
-    static const char d[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = d[id[i] >> 4];
-        out[2 * i + 1] = d[id[i] & 15];
-    }
-    out[32] = '\0';
-}
-
-static bool s_unhex(const char *s, uint8_t id[16])
-{
-    if (!s || strlen(s) != 32)
-        return false;
-    for (int i = 0; i < 32; i++) {
-        char c = s[i];
-        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (v < 0)
-            return false;
-        id[i / 2] = (uint8_t)(i % 2 ? id[i / 2] | v : v << 4);
-    }
-    return true;
-}
+#include "sluice/id.h"
 
 static void s_record(sl__node_t *n, const sl__job_t *j, Sluice__V1__JobRecord *r)
 {
@@ -83,7 +60,7 @@ void sl__dead_admin(sl__node_t *n, sl__queue_t *q, const Sluice__V1__Admin *a,
         if (a->after && a->after[0]) {
             uint8_t id[16];
             ProtobufCBinaryData b = {16, id};
-            sl__job_t *last = s_unhex(a->after, id) ? s_dead(n, q, &b) : NULL;
+            sl__job_t *last = sl_id_from_hex(a->after, id) == SL_OK ? s_dead(n, q, &b) : NULL;
             if (!last) {
                 s_refuse(r, e, SLUICE__V1__ERROR__CODE__BAD_MESSAGE,
                          "no dead job with the id in after (requeued or purged meanwhile): "
@@ -97,7 +74,7 @@ void sl__dead_admin(sl__node_t *n, sl__queue_t *q, const Sluice__V1__Admin *a,
             cap = q->dead;
         Sluice__V1__JobRecord *recs = calloc(cap + 1, sizeof *recs);
         Sluice__V1__JobRecord **ptrs = calloc(cap + 1, sizeof *ptrs);
-        scratch->cursor = malloc(33);
+        scratch->cursor = malloc(SL_ID_HEX_LEN + 1);
         scratch->recs = recs;
         scratch->ptrs = ptrs;
         if (!recs || !ptrs || !scratch->cursor) {
@@ -118,7 +95,7 @@ void sl__dead_admin(sl__node_t *n, sl__queue_t *q, const Sluice__V1__Admin *a,
         r->n_dead = k;
         r->dead = ptrs;
         if (k && j) { /* more after this page */
-            s_hex(recs[k - 1].id.data, scratch->cursor);
+            sl_id_to_hex(recs[k - 1].id.data, scratch->cursor);
             r->next = scratch->cursor;
         }
         return;

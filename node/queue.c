@@ -381,6 +381,34 @@ void sl__queue_free(sl__queue_t *q)
 
 /* --- publishing -------------------------------------------------------- */
 
+/* A new job into q: indexed by id and idempotency key (key, klen from
+ * sl__idem_key), the policy's defaults filled in where the producer left
+ * them 0, its TTL turned into monotonic ms (ttl_at; the caller arms the
+ * timer). SL_OK, or SL_ENOMEM (counted) with nothing indexed. */
+static int s_take_in(sl__node_t *n, sl__queue_t *q, sl__job_t *j, const char *key, int klen)
+{
+    int perr;
+    sl__idmap_put(n->ids, j, &perr);
+    if (perr != SL_OK || (klen > 0 && sl__map_put(n->keys, key, (size_t)klen, j) != SL_OK)) {
+        if (perr == SL_OK)
+            sl__idmap_del(n->ids, j->id);
+        n->oom++;
+        return SL_ENOMEM;
+    }
+    j->q = q;
+    if (j->max_attempts == 0) {
+        j->max_attempts = (uint32_t)q->pol->max_attempts;
+        j->set_max_attempts = true;
+    }
+    if (j->created_ms == 0) {
+        j->created_ms = sl_wall_ms();
+        j->set_created = true;
+    }
+    if (j->deadline_ms > 0) /* +1: truncated clocks, as in s_place */
+        j->ttl_at = sl__mono_ms() + (j->deadline_ms - sl_wall_ms()) + 1;
+    return SL_OK;
+}
+
 /* Bytes a delivery adds to a job's own: the fields the node appends
  * (attempt, max_attempts, created_ms, last_error up to SL__ERROR_MAX),
  * the lease and the framing. A job whose bytes plus this exceed max-frame
@@ -501,29 +529,14 @@ void sl__queue_publish(sl__node_t *n, sl__job_t *j, sl__pubctx_t *ctx, size_t i)
         }
         }
     }
-    int perr;
-    sl__idmap_put(n->ids, j, &perr);
-    if (perr != SL_OK || (klen > 0 && sl__map_put(n->keys, key, (size_t)klen, j) != SL_OK)) {
-        if (perr == SL_OK)
-            sl__idmap_del(n->ids, j->id);
-        n->oom++;
+    j->attempt = 0; /* attempt counts this node's deliveries, whatever was sent */
+    if (s_take_in(n, q, j, key, klen) != SL_OK) {
         snprintf(why, sizeof why, "out of memory");
         code = SLUICE__V1__ERROR__CODE__LIMIT;
         retry_after = 1000;
         goto reject;
     }
-    j->q = q;
-    j->attempt = 0; /* attempt counts this node's deliveries, whatever was sent */
-    if (j->max_attempts == 0) {
-        j->max_attempts = (uint32_t)q->pol->max_attempts;
-        j->set_max_attempts = true;
-    }
-    if (j->created_ms == 0) {
-        j->created_ms = sl_wall_ms();
-        j->set_created = true;
-    }
-    if (j->deadline_ms > 0) { /* +1: truncated clocks, as in s_place */
-        j->ttl_at = sl__mono_ms() + (j->deadline_ms - sl_wall_ms()) + 1;
+    if (j->ttl_at) {
         if (j->ttl_at > sl__mono_ms() && sl__timer_arm(n, j, SL__T_TTL, j->ttl_at) != SL_OK) {
             sl__job_unindex(n, j);
             n->oom++;
@@ -557,29 +570,12 @@ int sl__queue_adopt(sl__node_t *n, const char *queue, sl__job_t *j)
     }
     char key[300];
     int klen = sl__idem_key(queue, j->ikey, j->ikey_len, key, sizeof key);
-    int perr;
-    sl__idmap_put(n->ids, j, &perr);
-    if (perr != SL_OK || (klen > 0 && sl__map_put(n->keys, key, (size_t)klen, j) != SL_OK)) {
-        if (perr == SL_OK)
-            sl__idmap_del(n->ids, j->id);
+    if (s_take_in(n, q, j, key, klen) != SL_OK) {
         sl__job_free(j);
-        n->oom++;
         return SL_ENOMEM;
     }
-    j->q = q;
-    if (j->max_attempts == 0) {
-        j->max_attempts = (uint32_t)q->pol->max_attempts;
-        j->set_max_attempts = true;
-    }
-    if (j->created_ms == 0) {
-        j->created_ms = sl_wall_ms();
-        j->set_created = true;
-    }
-    if (j->deadline_ms > 0) {
-        j->ttl_at = sl__mono_ms() + (j->deadline_ms - sl_wall_ms()) + 1;
-        if (j->ttl_at > sl__mono_ms())
-            sl__timer_arm(n, j, SL__T_TTL, j->ttl_at); /* no timer: checked at delivery */
-    }
+    if (j->ttl_at > sl__mono_ms())
+        sl__timer_arm(n, j, SL__T_TTL, j->ttl_at); /* no timer: checked at delivery */
     /* Counted in `retried` where it failed; here it is simply due. A job
      * whose deadline passed meanwhile is dead at once. (From state 0 a
      * move counts `published`: this node stores it for the first time.) */

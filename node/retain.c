@@ -167,15 +167,11 @@ void sl__retain_done(sl__node_t *n, sl_store_req_t *req)
     }
 }
 
-typedef struct {
-    sl__node_t *n;
-} sl__take_t;
-
 static void s_take_one(const void *k, size_t len, void *val, void *arg)
 {
     (void)k;
     (void)len;
-    sl__node_t *n = ((sl__take_t *)arg)->n;
+    sl__node_t *n = arg;
     sl__queue_t *q = val;
     if (!q->nconsumers || q->paused)
         return;
@@ -195,9 +191,8 @@ void sl__retain_tick(sl__node_t *n, int64_t now)
     n->next_take = now + SL__TAKE_MS;
     /* A sixteenth of the queue table per tick: every queue is asked about
      * every 1.6 s, and a node with many queues never floods the store. */
-    sl__take_t t = {n};
     size_t slots = sl__map_slots(n->queues) / 16 + 1;
     if (slots < 1024)
         slots = 1024; /* a small table is asked about whole, every tick */
-    sl__map_each_from(n->queues, &n->take_cursor, slots, s_take_one, &t);
+    sl__map_each_from(n->queues, &n->take_cursor, slots, s_take_one, n);
 }
